@@ -1,0 +1,539 @@
+package applets
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/aivault/aivault/audit"
+	"github.com/aivault/aivault/crypt"
+	"github.com/aivault/aivault/policy"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+)
+
+func auditEvent(kind string, detail map[string]string) audit.Event {
+	return audit.Event{Kind: kind, Decision: "allow", Detail: detail}
+}
+
+// newCC builds the per-command context.
+func newCC(cmd *cobra.Command) *cliCtx {
+	cc := &cliCtx{ctx: cmd.Context(), stdout: cmd.OutOrStdout(), stderr: cmd.ErrOrStderr(), stdin: cmd.InOrStdin()}
+	cc.passphrase = func() ([]byte, error) { return promptSecret(cc, "Vault passphrase: ") }
+	return cc
+}
+
+func isTTY(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// promptSecret reads a secret without echo from the terminal.
+func promptSecret(cc *cliCtx, prompt string) ([]byte, error) {
+	f, ok := cc.stdin.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return nil, crypt.ErrVaultLocked
+	}
+	fmt.Fprint(cc.stderr, prompt)
+	b, err := term.ReadPassword(int(f.Fd()))
+	fmt.Fprintln(cc.stderr)
+	if err != nil {
+		return nil, fmt.Errorf("read from terminal: %w", err)
+	}
+	return b, nil
+}
+
+const psWarning = "a value on the command line is visible to other users through ps and lands in shell history; prefer the prompt (omit %s), --%s-file, or stdin"
+
+// readValue gets a secret value from --value, --value-file (or -), the
+// terminal prompt, or stdin.
+func readValue(cc *cliCtx, flagVal string, flagSet bool, file string, what string) ([]byte, error) {
+	switch {
+	case flagSet:
+		cc.warnf(psWarning, "--"+what, what)
+		return []byte(flagVal), nil
+	case file == "-":
+		return readAllTrim(cc.stdin)
+	case file != "":
+		f, err := os.Open(file)
+		if err != nil {
+			return nil, fmt.Errorf("--%s-file: %w", what, err)
+		}
+		defer f.Close()
+		return readAllTrim(f)
+	case isTTY(cc.stdin):
+		v, err := promptSecret(cc, "Secret value (not shown): ")
+		if err != nil {
+			return nil, err
+		}
+		return v, nil
+	default:
+		return readAllTrim(cc.stdin)
+	}
+}
+
+func readAllTrim(r io.Reader) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, 1<<20+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > 1<<20 {
+		clear(b)
+		return nil, fmt.Errorf("the value is larger than 1 MiB")
+	}
+	out := bytes.TrimRight(b, "\r\n")
+	return out, nil
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "aivault",
+		Short: "A local secrets vault and policy-enforcing proxy for AI agents",
+		Long: `aivault keeps API keys encrypted in a local vault and lets untrusted code
+(AI agents, skills, generated scripts) call third-party HTTP APIs through
+approved capabilities, without ever holding the keys.
+
+  aivault secrets create --name OPENAI_API_KEY     store a key (prompted, not echoed)
+  aivault capability list                          what is ready to invoke
+  aivault invoke openai/chat-completions --body '{…}'`,
+		Version: versionString(),
+	}
+	root.SetVersionTemplate("{{.Version}}\n")
+	root.AddCommand(
+		newVersionCmd(), newInitCmd(), newStatusCmd(), newDoctorCmd(), newSecretsCmd(), newCredentialCmd(),
+		newCapabilityCmd(), newAccessCmd(), newAuditCmd(), newUnlockCmd(), newLockCmd(), newRotateMasterCmd(),
+		newRestartCmd(), newDaemonCmd(false), newSetupCmd(false), newInstallCmd(),
+	)
+	for _, c := range newInvokeCmds("") {
+		root.AddCommand(c)
+	}
+	return root
+}
+
+// ---- init / status ----
+
+func newInitCmd() *cobra.Command {
+	var provider, passphrase, passFile, envVar string
+	var argonMiB, argonTime uint32
+	cmd := &cobra.Command{
+		Use:   "init",
+		Short: "Create the vault with a key provider: file (default), passphrase or env",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cc := newCC(cmd)
+			lay, err := resolveLayout(os.Getenv)
+			if err != nil {
+				return err
+			}
+			if agentAccount() {
+				return &policy.Error{Class: "NoVault", Msg: "this account is an agent account (group aivault) and never owns a vault", Hint: "initialise the vault as the vault user"}
+			}
+			o := crypt.InitOptions{Provider: crypt.ProviderKind(provider), EnvVar: envVar}
+			switch o.Provider {
+			case crypt.ProviderFile:
+			case crypt.ProviderPassphrase:
+				pw, err := readPassphraseFlags(cc, cmd, passphrase, passFile, true)
+				if err != nil {
+					return err
+				}
+				defer clear(pw)
+				o.Passphrase = pw
+				if argonMiB > 0 || argonTime > 0 {
+					o.Argon = &crypt.ArgonParams{MemoryKiB: max(argonMiB, 64) * 1024, Time: max(argonTime, 2), Threads: 1}
+				}
+			case crypt.ProviderEnv:
+				if envVar == "" {
+					return usagef("--provider env needs --env-var NAME (the variable holding a base64 32-byte key)")
+				}
+			default:
+				return usagef("unknown --provider %q: use file, passphrase or env", provider)
+			}
+			if err := crypt.CheckMemlock(); err != nil {
+				return mapCryptErr(err)
+			}
+			v, err := crypt.Init(lay.Paths, o)
+			if err != nil {
+				return mapCryptErr(err)
+			}
+			fmt.Fprintf(cc.stdout, "initialised a %s-key vault at %s\n", v.Provider(), lay.Dir)
+			if v.Provider() == crypt.ProviderFile {
+				fmt.Fprintf(cc.stdout, "key file: %s (0600; keep it off backups that others can read)\n", lay.KeyFile)
+			}
+			// Record the init in the audit chain when the key is at hand.
+			if v.Provider() != crypt.ProviderPassphrase {
+				if k, err := v.Unlock(crypt.KeySource{Lookup: os.LookupEnv}); err == nil {
+					eng, err := newEngine(lay, v, nil, cc.stderr)
+					if err == nil {
+						eng.setKey(k, 0)
+						eng.record(selfPeer(), auditEvent("vault.init", map[string]string{"provider": string(v.Provider())}))
+						eng.close()
+					}
+				}
+			} else {
+				k, err := v.Unlock(crypt.KeySource{Passphrase: o.Passphrase})
+				if err == nil {
+					eng, err := newEngine(lay, v, nil, cc.stderr)
+					if err == nil {
+						eng.setKey(k, 0)
+						eng.record(selfPeer(), auditEvent("vault.init", map[string]string{"provider": string(v.Provider())}))
+						eng.close()
+					}
+				}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&provider, "provider", "file", "key provider: file, passphrase or env")
+	f.StringVar(&passphrase, "passphrase", "", "passphrase (visible in ps; prefer the prompt or --passphrase-file)")
+	f.StringVar(&passFile, "passphrase-file", "", "read the passphrase from this file ('-' for stdin)")
+	f.StringVar(&envVar, "env-var", "", "with --provider env: the variable that holds the base64 key")
+	f.Uint32Var(&argonMiB, "argon-memory-mib", 0, "Argon2id memory in MiB (minimum and default 64)")
+	f.Uint32Var(&argonTime, "argon-time", 0, "Argon2id passes (minimum and default 2)")
+	_ = f.MarkHidden("argon-memory-mib")
+	_ = f.MarkHidden("argon-time")
+	return cmd
+}
+
+func readPassphraseFlags(cc *cliCtx, cmd *cobra.Command, passphrase, passFile string, confirm bool) ([]byte, error) {
+	switch {
+	case cmd.Flags().Changed("passphrase"):
+		cc.warnf(psWarning, "--passphrase", "passphrase")
+		if passphrase == "" {
+			return nil, usagef("--passphrase is empty")
+		}
+		return []byte(passphrase), nil
+	case passFile == "-":
+		return readAllTrim(cc.stdin)
+	case passFile != "":
+		b, err := os.ReadFile(passFile)
+		if err != nil {
+			return nil, fmt.Errorf("--passphrase-file: %w", err)
+		}
+		out := bytes.TrimRight(b, "\r\n")
+		return out, nil
+	}
+	pw, err := promptSecret(cc, "Passphrase: ")
+	if err != nil {
+		return nil, usagef("no passphrase: give --passphrase-file F (or run on a terminal to be prompted)")
+	}
+	if confirm {
+		again, err := promptSecret(cc, "Repeat passphrase: ")
+		if err != nil {
+			return nil, err
+		}
+		defer clear(again)
+		if !bytes.Equal(pw, again) {
+			clear(pw)
+			return nil, fmt.Errorf("the passphrases do not match")
+		}
+	}
+	return pw, nil
+}
+
+func newStatusCmd() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the vault: key provider, locked state, paths, secret count, daemon and warnings",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cc := newCC(cmd)
+			ex, err := cc.openExec(modeOperator)
+			if err != nil {
+				return err
+			}
+			defer ex.close()
+			var st statusView
+			if err := ex.call("status", struct{}{}, &st); err != nil {
+				return err
+			}
+			st.Where = ex.where()
+			if asJSON {
+				return printJSON(cc.stdout, st)
+			}
+			printStatus(cc.stdout, st)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func printStatus(w io.Writer, st statusView) {
+	tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
+	fmt.Fprintf(tw, "vault:\t%s\n", st.VaultDir)
+	fmt.Fprintf(tw, "provider:\t%s\n", st.Provider)
+	if st.KeyFile != "" {
+		fmt.Fprintf(tw, "key file:\t%s\n", st.KeyFile)
+	}
+	lock := "unlocked"
+	if st.Locked {
+		lock = "locked"
+	}
+	fmt.Fprintf(tw, "state:\t%s\n", lock)
+	fmt.Fprintf(tw, "secrets:\t%d\n", st.Secrets)
+	fmt.Fprintf(tw, "role:\t%s\n", st.Role)
+	fmt.Fprintf(tw, "served by:\t%s\n", st.Where)
+	if st.Daemon != nil {
+		fmt.Fprintf(tw, "daemon:\tpid %d, socket %s, pool %d, landlock ABI %d, seccomp %v, sandbox %s\n", st.Daemon.PID, st.Daemon.Socket, st.Daemon.Pool, st.Daemon.LandlockABI, st.Daemon.Seccomp, st.Daemon.Sandbox)
+	}
+	if st.DiskLogsDisabled {
+		fmt.Fprintf(tw, "audit:\tDISABLED (AIVAULT_DISABLE_DISK_LOGS=1)\n")
+	}
+	tw.Flush()
+	for _, wn := range st.Warnings {
+		fmt.Fprintf(w, "warning: %s\n", wn)
+	}
+}
+
+// ---- unlock / lock / rotate-master / restart ----
+
+func newUnlockCmd() *cobra.Command {
+	var passphrase, passFile string
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "unlock",
+		Short: "Hand the unlocked key of a passphrase vault to its daemon (kept in locked memory until lock/timeout/exit)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cc := newCC(cmd)
+			lay, err := resolveLayout(os.Getenv)
+			if err != nil {
+				return err
+			}
+			v, err := crypt.Open(lay.Paths, crypt.Options{})
+			if err != nil {
+				return mapCryptErr(err)
+			}
+			if err := crypt.CheckMemlock(); err != nil {
+				return mapCryptErr(err)
+			}
+			var k *crypt.Key
+			if v.Provider() == crypt.ProviderPassphrase {
+				pw, err := readPassphraseFlags(cc, cmd, passphrase, passFile, false)
+				if err != nil {
+					return err
+				}
+				k, err = v.Unlock(crypt.KeySource{Passphrase: pw})
+				clear(pw)
+				if err != nil {
+					return mapCryptErr(err)
+				}
+			} else {
+				k, err = v.Unlock(crypt.KeySource{Lookup: os.LookupEnv})
+				if err != nil {
+					return mapCryptErr(err)
+				}
+			}
+			defer k.Destroy()
+			sock := advertisedSocket(lay)
+			if !socketLive(sock) {
+				if os.Getenv("AIVAULTD_AUTOSTART") == "0" {
+					return &policy.Error{Class: "DaemonNotRunning", Msg: "aivaultd is not running", Hint: "start it with 'aivaultd' first"}
+				}
+				if err := autostartDaemon(cc.ctx, lay); err != nil {
+					return err
+				}
+				sock = advertisedSocket(lay)
+			}
+			c, err := dialSocket(cc.ctx, sock)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			raw, err := k.Export()
+			if err != nil {
+				return err
+			}
+			defer clear(raw)
+			if err := c.call("unlock", unlockArgs{Key: raw, TimeoutMs: timeout.Milliseconds()}, nil); err != nil {
+				return err
+			}
+			msg := "unlocked: the daemon holds the key until 'aivault lock' or it exits"
+			if timeout > 0 {
+				msg = fmt.Sprintf("unlocked for %s", timeout)
+			}
+			fmt.Fprintln(cc.stdout, msg)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&passphrase, "passphrase", "", "passphrase (visible in ps; prefer the prompt or --passphrase-file)")
+	f.StringVar(&passFile, "passphrase-file", "", "read the passphrase from this file ('-' for stdin)")
+	f.DurationVar(&timeout, "timeout", 0, "relock after this long (e.g. 30m); 0 = until 'aivault lock'")
+	return cmd
+}
+
+func newLockCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "lock",
+		Short: "Make the daemon forget the key (passphrase vaults need 'aivault unlock' again)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cc := newCC(cmd)
+			lay, err := resolveLayout(os.Getenv)
+			if err != nil {
+				return err
+			}
+			sock := advertisedSocket(lay)
+			if !socketLive(sock) {
+				fmt.Fprintln(cc.stdout, "no daemon is running; the key is not held anywhere")
+				return nil
+			}
+			c, err := dialSocket(cc.ctx, sock)
+			if err != nil {
+				return err
+			}
+			ex := &remoteExec{c: c, keyFn: cc.keyFnFor(lay)}
+			defer ex.close()
+			if err := ex.call("lock", struct{}{}, nil); err != nil {
+				return err
+			}
+			fmt.Fprintln(cc.stdout, "locked")
+			return nil
+		},
+	}
+}
+
+func newRotateMasterCmd() *cobra.Command {
+	var newKey, newPass, newPassFile string
+	cmd := &cobra.Command{
+		Use:   "rotate-master",
+		Short: "Re-wrap every secret under a new key (crash-safe) and update the key source",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cc := newCC(cmd)
+			a := rotateMasterArgs{}
+			if newKey != "" {
+				k, err := base64.StdEncoding.DecodeString(newKey)
+				if err != nil || len(k) != 32 {
+					return usagef("--new-key must be a base64 32-byte key")
+				}
+				a.NewKey = k
+			}
+			if cmd.Flags().Changed("new-passphrase") || newPassFile != "" {
+				pw, err := readPassphraseFlags(cc, cmd, newPass, newPassFile, false)
+				if err != nil {
+					return err
+				}
+				a.NewPassphrase = pw
+			}
+			defer clear(a.NewKey)
+			defer clear(a.NewPassphrase)
+			ex, err := cc.openExec(modeOperator)
+			if err != nil {
+				return err
+			}
+			defer ex.close()
+			var out map[string]string
+			if err := ex.call("rotate-master", a, &out); err != nil {
+				return err
+			}
+			fmt.Fprintf(cc.stdout, "rotated the master key (%s provider, key id %s)\n", out["provider"], out["keyId"])
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&newKey, "new-key", "", "file/env provider: the new base64 32-byte key (default for file: a fresh random key)")
+	f.StringVar(&newPass, "new-passphrase", "", "passphrase provider: the new passphrase (visible in ps)")
+	f.StringVar(&newPassFile, "new-passphrase-file", "", "passphrase provider: read the new passphrase from this file")
+	// readPassphraseFlags looks at --passphrase; alias the flag for it.
+	return cmd
+}
+
+func newRestartCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "restart",
+		Short: "Restart the vault's daemon (it runs this binary afterwards)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := stopDaemon(cmd, true); err != nil {
+				return err
+			}
+			cc := newCC(cmd)
+			lay, err := resolveLayout(os.Getenv)
+			if err != nil {
+				return err
+			}
+			if err := autostartDaemon(cc.ctx, lay); err != nil {
+				return err
+			}
+			fmt.Fprintln(cc.stdout, "aivaultd restarted")
+			return nil
+		},
+	}
+}
+
+func stopDaemon(cmd *cobra.Command, quiet bool) error {
+	cc := newCC(cmd)
+	lay, err := resolveLayout(os.Getenv)
+	if err != nil {
+		return err
+	}
+	sock := advertisedSocket(lay)
+	if !socketLive(sock) {
+		if !quiet {
+			fmt.Fprintln(cc.stdout, "aivaultd is not running")
+		}
+		return nil
+	}
+	c, err := dialSocket(cc.ctx, sock)
+	if err != nil {
+		return err
+	}
+	ex := &remoteExec{c: c, keyFn: cc.keyFnFor(lay)}
+	err = ex.call("shutdown", struct{}{}, nil)
+	ex.close()
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for socketLive(sock) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !quiet {
+		fmt.Fprintln(cc.stdout, "aivaultd stopped")
+	}
+	return nil
+}
+
+// ---- install ----
+
+func newInstallCmd() *cobra.Command {
+	var prefix string
+	cmd := &cobra.Command{
+		Use:   "install",
+		Short: "Copy this binary to PREFIX/bin/aivault (root-owned, 0755) with aivaultd and setup symlinks",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return installBinary(newCC(cmd), prefix)
+		},
+	}
+	cmd.Flags().StringVar(&prefix, "prefix", "/usr/local", "installation prefix")
+	return cmd
+}
+
+func readLines(r io.Reader) []string {
+	var out []string
+	s := bufio.NewScanner(r)
+	for s.Scan() {
+		out = append(out, s.Text())
+	}
+	return out
+}
+
+var _ = strings.TrimSpace

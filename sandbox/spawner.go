@@ -1,0 +1,95 @@
+package sandbox
+
+import (
+	"errors"
+	"os/exec"
+	"runtime"
+	"sync"
+)
+
+// spawner starts worker processes from one dedicated, locked OS thread.
+//
+// A worker's parent-death signal (PR_SET_PDEATHSIG) fires when the *thread*
+// that forked it exits, not the process. Go threads normally live forever,
+// but a thread is destroyed when a goroutine locked to it returns; forking
+// from arbitrary goroutines would let such an unrelated exit SIGKILL a
+// worker mid-request. The spawner's thread stays locked (so nothing else
+// runs on it) until the spawner is closed and every worker it started has
+// been reaped.
+type spawner struct {
+	reqs chan spawnReq
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	live    int
+	closing bool
+}
+
+type spawnReq struct {
+	cmd *exec.Cmd
+	res chan error
+}
+
+var errSpawnerClosed = errors.New("the worker pool is closed")
+
+func newSpawner() *spawner {
+	s := &spawner{reqs: make(chan spawnReq)}
+	s.cond = sync.NewCond(&s.mu)
+	go s.loop()
+	return s
+}
+
+func (s *spawner) loop() {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	for r := range s.reqs {
+		r.res <- r.cmd.Start()
+	}
+}
+
+// start runs cmd.Start on the spawner's thread. On success the caller must
+// call release once the process has been reaped.
+func (s *spawner) start(cmd *exec.Cmd) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return errSpawnerClosed
+	}
+	s.live++
+	s.mu.Unlock()
+	res := make(chan error, 1)
+	s.reqs <- spawnReq{cmd: cmd, res: res}
+	if err := <-res; err != nil {
+		s.release()
+		return err
+	}
+	return nil
+}
+
+// release records that one started worker has been reaped.
+func (s *spawner) release() {
+	s.mu.Lock()
+	s.live--
+	s.cond.Broadcast()
+	s.mu.Unlock()
+}
+
+// close refuses further starts and lets the thread go once every started
+// worker has been reaped. It does not block.
+func (s *spawner) close() {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return
+	}
+	s.closing = true
+	s.mu.Unlock()
+	go func() {
+		s.mu.Lock()
+		for s.live > 0 {
+			s.cond.Wait()
+		}
+		s.mu.Unlock()
+		close(s.reqs)
+	}()
+}

@@ -1,0 +1,5 @@
+//go:build !linux
+
+package leakscan
+
+const noFollow = 0
