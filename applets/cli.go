@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/aivault/aivault/audit"
 	"github.com/aivault/aivault/crypt"
+	"github.com/aivault/aivault/ipc"
 	"github.com/aivault/aivault/policy"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -26,7 +28,13 @@ func auditEvent(kind string, detail map[string]string) audit.Event {
 // newCC builds the per-command context.
 func newCC(cmd *cobra.Command) *cliCtx {
 	cc := &cliCtx{ctx: cmd.Context(), stdout: cmd.OutOrStdout(), stderr: cmd.ErrOrStderr(), stdin: cmd.InOrStdin()}
-	cc.passphrase = func() ([]byte, error) { return promptSecret(cc, "Vault passphrase: ") }
+	cc.passphrase = func() ([]byte, error) {
+		pw, err := promptSecret(cc, "Vault passphrase: ")
+		if errors.Is(err, crypt.ErrVaultLocked) {
+			return nil, fmt.Errorf("%w: this vault uses a passphrase and there is no terminal to ask for it; hand it to the daemon with 'aivault unlock --passphrase-file F'", err)
+		}
+		return pw, err
+	}
 	return cc
 }
 
@@ -140,6 +148,12 @@ func newInitCmd() *cobra.Command {
 			}
 			if agentAccount() {
 				return &policy.Error{Class: "NoVault", Msg: "this account is an agent account (group aivault) and never owns a vault", Hint: "initialise the vault as the vault user"}
+			}
+			// Refuse an existing vault before asking for a passphrase.
+			if ok, err := crypt.Exists(lay.Paths); err != nil {
+				return mapCryptErr(err)
+			} else if ok {
+				return mapCryptErr(fmt.Errorf("%w: %s", crypt.ErrVaultExists, lay.Dir))
 			}
 			o := crypt.InitOptions{Provider: crypt.ProviderKind(provider), EnvVar: envVar}
 			switch o.Provider {
@@ -275,7 +289,9 @@ func newStatusCmd() *cobra.Command {
 
 func printStatus(w io.Writer, st statusView) {
 	tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)
-	fmt.Fprintf(tw, "vault:\t%s\n", st.VaultDir)
+	if st.VaultDir != "" {
+		fmt.Fprintf(tw, "vault:\t%s\n", st.VaultDir)
+	}
 	fmt.Fprintf(tw, "provider:\t%s\n", st.Provider)
 	if st.KeyFile != "" {
 		fmt.Fprintf(tw, "key file:\t%s\n", st.KeyFile)
@@ -285,11 +301,18 @@ func printStatus(w io.Writer, st statusView) {
 		lock = "locked"
 	}
 	fmt.Fprintf(tw, "state:\t%s\n", lock)
-	fmt.Fprintf(tw, "secrets:\t%d\n", st.Secrets)
+	if st.Role == ipc.RoleOperator {
+		// Agents and key-less owners are not told the vault's contents.
+		fmt.Fprintf(tw, "secrets:\t%d\n", st.Secrets)
+	}
 	fmt.Fprintf(tw, "role:\t%s\n", st.Role)
 	fmt.Fprintf(tw, "served by:\t%s\n", st.Where)
 	if st.Daemon != nil {
-		fmt.Fprintf(tw, "daemon:\tpid %d, socket %s, pool %d, landlock ABI %d, seccomp %v, sandbox %s\n", st.Daemon.PID, st.Daemon.Socket, st.Daemon.Pool, st.Daemon.LandlockABI, st.Daemon.Seccomp, st.Daemon.Sandbox)
+		sc := st.Daemon.SeccompMode
+		if sc == "" {
+			sc = fmt.Sprint(st.Daemon.Seccomp)
+		}
+		fmt.Fprintf(tw, "daemon:\tpid %d, socket %s, pool %d, landlock ABI %d, seccomp %s, sandbox %s\n", st.Daemon.PID, st.Daemon.Socket, st.Daemon.Pool, st.Daemon.LandlockABI, sc, st.Daemon.Sandbox)
 	}
 	if st.DiskLogsDisabled {
 		fmt.Fprintf(tw, "audit:\tDISABLED (AIVAULT_DISABLE_DISK_LOGS=1)\n")
@@ -419,16 +442,28 @@ func newRotateMasterCmd() *cobra.Command {
 			cc := newCC(cmd)
 			a := rotateMasterArgs{}
 			if newKey != "" {
+				cc.warnf("a key on the command line is visible to other users through ps and lands in shell history; prefer omitting --new-key (file provider: a fresh random key is generated; env provider: the new key is read from the vault's variable)")
 				k, err := base64.StdEncoding.DecodeString(newKey)
 				if err != nil || len(k) != 32 {
 					return usagef("--new-key must be a base64 32-byte key")
 				}
 				a.NewKey = k
 			}
-			if cmd.Flags().Changed("new-passphrase") || newPassFile != "" {
-				pw, err := readPassphraseFlags(cc, cmd, newPass, newPassFile, false)
+			switch {
+			case cmd.Flags().Changed("new-passphrase"):
+				// readPassphraseFlags only knows --passphrase.
+				cc.warnf("a passphrase on the command line is visible to other users through ps and lands in shell history; prefer --new-passphrase-file")
+				if newPass == "" {
+					return usagef("--new-passphrase is empty")
+				}
+				a.NewPassphrase = []byte(newPass)
+			case newPassFile != "":
+				pw, err := readPassphraseFlags(cc, cmd, "", newPassFile, false)
 				if err != nil {
 					return err
+				}
+				if len(pw) == 0 {
+					return usagef("--new-passphrase-file %s is empty", newPassFile)
 				}
 				a.NewPassphrase = pw
 			}
@@ -451,7 +486,6 @@ func newRotateMasterCmd() *cobra.Command {
 	f.StringVar(&newKey, "new-key", "", "file/env provider: the new base64 32-byte key (default for file: a fresh random key)")
 	f.StringVar(&newPass, "new-passphrase", "", "passphrase provider: the new passphrase (visible in ps)")
 	f.StringVar(&newPassFile, "new-passphrase-file", "", "passphrase provider: read the new passphrase from this file")
-	// readPassphraseFlags looks at --passphrase; alias the flag for it.
 	return cmd
 }
 
@@ -461,21 +495,44 @@ func newRestartCmd() *cobra.Command {
 		Short: "Restart the vault's daemon (it runs this binary afterwards)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := stopDaemon(cmd, true); err != nil {
-				return err
-			}
 			cc := newCC(cmd)
 			lay, err := resolveLayout(os.Getenv)
 			if err != nil {
 				return err
 			}
-			if err := autostartDaemon(cc.ctx, lay); err != nil {
+			// The new daemon gets the old one's flags (--shared, --socket,
+			// --pool, …): a restart must not turn a shared daemon into a
+			// private, idle-exiting one.
+			args := runningDaemonArgs(cc, lay)
+			if err := stopDaemon(cmd, true); err != nil {
+				return err
+			}
+			if err := autostartDaemon(cc.ctx, lay, args...); err != nil {
 				return err
 			}
 			fmt.Fprintln(cc.stdout, "aivaultd restarted")
 			return nil
 		},
 	}
+}
+
+// runningDaemonArgs asks the vault's running daemon for the flags it was
+// started with; nil when none runs or it does not say.
+func runningDaemonArgs(cc *cliCtx, lay layout) []string {
+	sock := advertisedSocket(lay)
+	if !socketLive(sock) {
+		return nil
+	}
+	c, err := dialSocket(cc.ctx, sock)
+	if err != nil {
+		return nil
+	}
+	defer c.Close()
+	var st statusView
+	if err := c.call("status", struct{}{}, &st); err != nil || st.Daemon == nil {
+		return nil
+	}
+	return st.Daemon.Args
 }
 
 func stopDaemon(cmd *cobra.Command, quiet bool) error {

@@ -27,7 +27,32 @@ type client struct {
 	path  string
 }
 
+// connWaitLimit bounds how long a client waits for a connection slot when
+// the daemon's per-uid connection limit is reached (a burst of parallel
+// commands by one user waits its turn instead of failing).
+const connWaitLimit = 30 * time.Second
+
 func dialSocket(ctx context.Context, path string) (*client, error) {
+	deadline := time.Now().Add(connWaitLimit)
+	wait := 5 * time.Millisecond
+	for {
+		c, err := dialOnce(ctx, path)
+		var pe *policy.Error
+		if err == nil || !errors.As(err, &pe) || pe.Class != policy.ClassRateLimited || !strings.Contains(pe.Msg, "too many connections") || time.Now().After(deadline) {
+			return c, err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		case <-t.C:
+		}
+		wait = min(2*wait, 250*time.Millisecond)
+	}
+}
+
+func dialOnce(ctx context.Context, path string) (*client, error) {
 	d := net.Dialer{Timeout: 5 * time.Second}
 	c, err := d.DialContext(ctx, "unix", path)
 	if err != nil {
@@ -175,8 +200,12 @@ func agentAccount() bool {
 }
 
 // autostartDaemon starts the owner's daemon in the background and waits for
-// its socket.
-func autostartDaemon(ctx context.Context, lay layout) error {
+// its socket. args are the daemon's flags (default: --autostarted, which
+// exits after an idle period); restart passes the old daemon's own flags.
+func autostartDaemon(ctx context.Context, lay layout, args ...string) error {
+	if len(args) == 0 {
+		args = []string{"--autostarted"}
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		return err
@@ -191,7 +220,7 @@ func autostartDaemon(ctx context.Context, lay layout) error {
 		}
 	}
 	defer logf.Close()
-	cmd := exec.Command(exe, "daemon", "--autostarted")
+	cmd := exec.Command(exe, append([]string{"daemon"}, args...)...)
 	cmd.Env = os.Environ()
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}

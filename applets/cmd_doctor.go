@@ -3,7 +3,9 @@ package applets
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,7 +24,10 @@ type daemonInfo struct {
 	Pool        int    `json:"pool"`
 	LandlockABI int    `json:"landlockAbi"`
 	Seccomp     bool   `json:"seccomp"`
-	Sandbox     string `json:"sandbox"` // enforced | DISABLED
+	SeccompMode string `json:"seccompMode"` // workers' mode: "filter (mode 2)" or "disabled"
+	Sandbox     string `json:"sandbox"`     // enforced | DISABLED
+	// Args are the flags to start an equivalent daemon with ('aivault restart').
+	Args []string `json:"args,omitempty"`
 }
 
 type statusView struct {
@@ -131,29 +136,60 @@ func opDoctor(_ context.Context, e *engine, _ *peer, _ json.RawMessage) (any, er
 	}
 	k, err := e.getKey()
 	if err != nil {
-		add("key", "FAIL", err.Error(), "unlock the vault ('aivault unlock') and re-run")
+		fix := "unlock the vault ('aivault unlock') and re-run"
+		switch e.vault.Provider() {
+		case crypt.ProviderFile:
+			fix = "restore the vault's key file " + e.lay.KeyFile + " (mode 0600) from your backup"
+		case crypt.ProviderEnv:
+			fix = "set " + e.vault.EnvVar() + " to the vault's base64 key"
+		}
+		add("key", "FAIL", err.Error(), fix)
 		return rep, nil
 	}
 	add("key", "PASS", fmt.Sprintf("%s provider, key id %s", e.vault.Provider(), k.ID()), "")
 	probs, err := e.vault.Verify(k)
+	bad := 0
+	for _, pr := range probs {
+		switch {
+		case filepath.Base(pr.File) == stateName:
+			// Reported by the broker.json check below.
+			continue
+		case pr.ID == "":
+			add("records", "FAIL", fmt.Sprintf("file %s: %s", pr.File, pr.Problem), "move it out of the secrets directory")
+		case filepath.Dir(pr.File) != filepath.Join(e.lay.Dir, "secrets"):
+			add("records", "FAIL", fmt.Sprintf("%s: %s", pr.File, pr.Problem), "")
+		default:
+			add("records", "FAIL", fmt.Sprintf("secret %s (%s): %s", pr.ID, pr.File, pr.Problem), "restore that record from a backup or delete the secret")
+		}
+		bad++
+	}
 	switch {
 	case err != nil:
 		add("records", "FAIL", err.Error(), "")
-	case len(probs) > 0:
-		for _, pr := range probs {
-			add("records", "FAIL", fmt.Sprintf("secret %s (%s): %s", pr.ID, pr.File, pr.Problem), "restore that record from a backup or delete the secret")
-		}
-	default:
+	case bad == 0:
 		n, _ := e.vault.ListSecrets()
 		add("records", "PASS", fmt.Sprintf("%d record(s) authenticate", len(n)), "")
 	}
-	if _, err := e.loadState(); err != nil {
+	if st, err := e.loadState(); err != nil {
 		add("broker.json", "FAIL", err.Error(), "restore broker.json from a backup, or remove it to reset credentials and policy")
 	} else {
 		add("broker.json", "PASS", "state MAC verifies", "")
+		if infos, err := e.secretInfos(); err == nil {
+			metas, _ := e.vault.ListSecrets()
+			for _, m := range metas {
+				if e.unprovisioned(m, cloneState(st), infos) {
+					add("credentials", "WARN", fmt.Sprintf("secret %s (%s) is pinned to %s but no credential uses it (an interrupted create?)", m.Name, m.ID, m.Pinned),
+						fmt.Sprintf("'aivault secrets rotate --id %s' (with its value) provisions it again", m.ID))
+				}
+			}
+		}
 	}
-	if e.noDisk {
+	if _, serr := os.Stat(e.lay.auditDir()); e.noDisk {
 		add("audit", "WARN", "disk audit logs are disabled (AIVAULT_DISABLE_DISK_LOGS=1)", "unset AIVAULT_DISABLE_DISK_LOGS")
+	} else if errors.Is(serr, fs.ErrNotExist) {
+		// A process that crashed before its first audit record leaves no
+		// audit directory; an emptied one would verify as an empty chain.
+		add("audit", "WARN", "no audit log yet: "+e.lay.auditDir()+" does not exist (nothing recorded yet, or it was removed)", "")
 	} else if ak, err := e.auditKey(); err == nil {
 		e.auditMu.Lock()
 		vr, err := audit.Verify(e.lay.auditDir(), ak)

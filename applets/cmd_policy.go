@@ -58,7 +58,7 @@ func newCredentialCmd() *cobra.Command {
 	}
 	f := create.Flags()
 	f.StringVar(&provider, "provider", "", "provider id (a registry provider, or a name of your own for a custom API)")
-	f.StringArrayVar(&secretRefs, "secret-ref", nil, "vault:secret:<id> (or PLACEHOLDER=vault:secret:<id>, repeatable)")
+	f.StringArrayVar(&secretRefs, "secret-ref", nil, "vault:secret:<id|name|alias> (or PLACEHOLDER=vault:secret:<id>, repeatable; a name stored in several scopes means the one in the credential's scope)")
 	f.StringVar(&auth, "auth", "", "custom providers: header, query, path, basic, multi_header, multi_query, o_auth2, aws_sig_v4, hmac, mtls")
 	f.StringArrayVar(&hosts, "host", nil, "host the secret may be sent to (repeatable; per-tenant registry hosts such as shop1.myshopify.com)")
 	f.StringVar(&headerName, "header-name", "", "header auth: header name")
@@ -256,6 +256,9 @@ func newCapabilityCmd() *cobra.Command {
 				fmt.Fprintf(tw, "credential:\t%s\n", v.Credential)
 			} else if len(v.Secrets) > 0 {
 				fmt.Fprintf(tw, "needs secrets:\t%s\n", strings.Join(v.Secrets, ", "))
+			}
+			if v.Problem != "" {
+				fmt.Fprintf(tw, "problem:\t%s\n", v.Problem)
 			}
 			if v.RateLimitNote != "" {
 				fmt.Fprintf(tw, "rate limit:\t%s\n", v.RateLimitNote)
@@ -609,7 +612,7 @@ func newAuditCmd() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(verify)
+	cmd.AddCommand(verify, newAuditPruneCmd())
 	return cmd
 }
 

@@ -111,6 +111,8 @@ func printProvision(w io.Writer, res secretsCreateResult) {
 		fmt.Fprintf(w, "pinned to provider %s; credential %s is ready with %d capabilities ('aivault capability list')\n", p.Provider, p.Credential, p.Capabilities)
 	} else if len(p.Missing) > 0 {
 		fmt.Fprintf(w, "pinned to provider %s; still missing: %s (store it to make %s ready)\n", p.Provider, strings.Join(p.Missing, ", "), p.Provider)
+	} else if p.Hint != "" {
+		fmt.Fprintf(w, "pinned to provider %s; %s\n", p.Provider, p.Hint)
 	}
 }
 

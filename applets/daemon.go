@@ -101,6 +101,12 @@ const (
 
 func runDaemon(ctx context.Context, o daemonOpts, stderr io.Writer) error {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	// Opened while still dumpable: scrubEnv overwrites the env-provider key
+	// in the exec-time environment block through it (see envscrub.go).
+	selfMem, _ := os.OpenFile("/proc/self/mem", os.O_RDWR, 0)
+	if selfMem != nil {
+		defer selfMem.Close()
+	}
 	// Same-uid processes must not read our memory or environment.
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 		return fmt.Errorf("prctl(PR_SET_DUMPABLE): %w", err)
@@ -165,7 +171,14 @@ func runDaemon(ctx context.Context, o daemonOpts, stderr io.Writer) error {
 			return mapCryptErr(err)
 		}
 		eng.setKey(k, 0)
-		_ = os.Unsetenv(v.EnvVar())
+		// Unset the variable and overwrite its value wherever this process
+		// still holds it (runtime heap copy, exec-time stack block).
+		if err := scrubEnv(v.EnvVar(), selfMem); err != nil {
+			log.Warn("could not wipe the key variable from this process's environment", "var", v.EnvVar(), "err", err)
+		}
+	}
+	if selfMem != nil {
+		selfMem.Close()
 	}
 	cfg, err := eng.basePoolConfig(o.pool, o.insecure)
 	if err != nil {
@@ -187,16 +200,42 @@ func runDaemon(ctx context.Context, o daemonOpts, stderr io.Writer) error {
 	if o.insecure {
 		sb = "DISABLED (--insecure-no-sandbox)"
 	}
-	eng.dinfo = &daemonInfo{PID: os.Getpid(), Socket: d.sockPath, Shared: o.shared, Pool: o.pool, LandlockABI: sup.LandlockABI, Seccomp: sup.SeccompAvailable, Sandbox: sb}
+	scMode := "disabled"
+	if sup.SeccompAvailable && !o.insecure {
+		scMode = "filter (mode 2)"
+	}
+	eng.dinfo = &daemonInfo{PID: os.Getpid(), Socket: d.sockPath, Shared: o.shared, Pool: o.pool, LandlockABI: sup.LandlockABI, Seccomp: sup.SeccompAvailable, SeccompMode: scMode, Sandbox: sb, Args: o.restartArgs()}
 	defer os.Remove(d.sockPath)
 	if err := crypt.WriteFileAtomic(lay.advertPath(), []byte(d.sockPath+"\n"), 0o600); err != nil {
 		if err := os.MkdirAll(filepath.Dir(lay.advertPath()), 0o700); err == nil {
 			_ = crypt.WriteFileAtomic(lay.advertPath(), []byte(d.sockPath+"\n"), 0o600)
 		}
 	}
-	eng.record(&peer{UID: os.Getuid(), GID: os.Getgid(), PID: os.Getpid(), Role: "daemon"}, audit.Event{Kind: "daemon.start", Decision: "allow", Detail: map[string]string{"socket": d.sockPath, "shared": strconv.FormatBool(o.shared), "sandbox": strconv.FormatBool(!o.insecure)}})
+	self := selfPeer()
+	self.Role, self.Comm = "daemon", "aivaultd"
+	eng.record(self, audit.Event{Kind: "daemon.start", Decision: "allow", Detail: map[string]string{"socket": d.sockPath, "shared": strconv.FormatBool(o.shared), "sandbox": strconv.FormatBool(!o.insecure)}})
 	log.Info("aivaultd serving", "socket", d.sockPath, "vault", lay.Dir, "pid", os.Getpid(), "pool", o.pool, "landlock_abi", sup.LandlockABI, "locked", eng.locked())
 	return d.serve(ctx, ln)
+}
+
+// restartArgs are the flags that start an equivalent daemon (--once is not
+// carried over: a restarted daemon serves on).
+func (o daemonOpts) restartArgs() []string {
+	var a []string
+	if o.socket != "" {
+		a = append(a, "--socket", o.socket)
+	}
+	if o.shared {
+		a = append(a, "--shared")
+	}
+	a = append(a, "--pool", strconv.Itoa(o.pool))
+	if o.insecure {
+		a = append(a, "--insecure-no-sandbox")
+	}
+	if o.autostarted {
+		a = append(a, "--autostarted", "--idle-timeout", o.idle.String())
+	}
+	return a
 }
 
 func joinList(s []string) string {
@@ -241,6 +280,11 @@ func (d *daemon) listen(lay layout) (*net.UnixListener, error) {
 	}
 	if dirMode, err = envMode("AIVAULTD_SOCKET_DIR_MODE", dirMode); err != nil {
 		return nil, err
+	}
+	// Modes may open the socket to more peers (their credentials still
+	// decide), never let others replace it.
+	if dirMode.Perm()&0o002 != 0 || d.opts.shared && dirMode.Perm()&0o020 != 0 {
+		return nil, &policy.Error{Class: "UnsafeSocketDir", Msg: fmt.Sprintf("AIVAULTD_SOCKET_DIR_MODE=%04o would let others replace the socket", dirMode.Perm()), Hint: "use a mode without write permission for group/others, e.g. 0755"}
 	}
 	dir := filepath.Dir(path)
 	if !d.opts.shared {
@@ -333,13 +377,15 @@ func (d *daemon) serve(parent context.Context, ln *net.UnixListener) error {
 		d.touch()
 		d.wg.Add(1)
 		if d.opts.once {
-			served.Do(func() {
-				go func() {
-					defer d.wg.Done()
-					d.handleConn(ctx, c)
-					cancel()
-				}()
-			})
+			// --once: the first connection that makes a request ends the
+			// daemon once it is answered; a bare connect (a readiness
+			// probe) or a refused peer does not count.
+			go func() {
+				defer d.wg.Done()
+				if d.handleConn(ctx, c) {
+					served.Do(cancel)
+				}
+			}()
 			continue
 		}
 		go func() {
@@ -404,7 +450,9 @@ func userName(uid int) string {
 	return ""
 }
 
-func (d *daemon) handleConn(ctx context.Context, c *net.UnixConn) {
+// handleConn serves one connection; requested reports whether the peer made
+// at least one well-formed call.
+func (d *daemon) handleConn(ctx context.Context, c *net.UnixConn) (requested bool) {
 	defer c.Close()
 	pc, err := ipc.ReadPeerCred(c)
 	if err != nil {
@@ -462,15 +510,17 @@ func (d *daemon) handleConn(ctx context.Context, c *net.UnixConn) {
 		err = ipc.DecodeStrict(payload, &call)
 		clear(payload)
 		if err != nil || call.V != ipc.ProtocolVersion {
-			msg := "malformed request"
+			msg, hint := "malformed request", "this socket speaks aivault's framed JSON protocol; use the aivault CLI"
 			if err == nil {
 				msg = fmt.Sprintf("protocol v%d is not supported (daemon speaks v%d, aivault %s)", call.V, ipc.ProtocolVersion, Version)
+				hint = "run 'aivault restart' after upgrading"
 			}
 			_ = c.SetWriteDeadline(time.Now().Add(handshakeTimeout))
-			_ = ipc.WriteFrame(c, ipc.Reply{Class: policy.ClassInvalidRequest, Error: msg, Hint: "run 'aivault restart' after upgrading"})
+			_ = ipc.WriteFrame(c, ipc.Reply{Class: policy.ClassInvalidRequest, Error: msg, Hint: hint})
 			return
 		}
 		_ = c.SetReadDeadline(time.Time{})
+		requested = true
 		if role == ipc.RoleOwner && len(call.Proof) > 0 && !proven {
 			if k, err := d.eng.getKey(); err == nil && k.VerifyProof(challenge, call.Proof) {
 				proven = true
@@ -479,8 +529,11 @@ func (d *daemon) handleConn(ctx context.Context, c *net.UnixConn) {
 				d.eng.record(p, audit.Event{Kind: "operator.proof", Decision: "deny", Reason: "AccessDenied: bad key proof"})
 			}
 		}
-		if call.Op == "unlock" && role == ipc.RoleOwner {
+		ownerOp := ownerNoProofOps[call.Op] && role == ipc.RoleOwner
+		if ownerOp {
 			// Unlocking is itself the proof: the daemon checks the key.
+			// Locking and stopping only take power away, and the owner's
+			// uid can signal the daemon anyway: no proof needed.
 			p.Role = ipc.RoleOperator
 		}
 		if call.Op == "invoke" {
@@ -489,7 +542,7 @@ func (d *daemon) handleConn(ctx context.Context, c *net.UnixConn) {
 		}
 		_ = c.SetWriteDeadline(time.Time{})
 		res, err := d.eng.handle(ctx, p, call.Op, call.Args)
-		if call.Op == "unlock" && !proven {
+		if ownerOp && !proven {
 			p.Role = role
 		}
 		var reply ipc.Reply
@@ -513,6 +566,12 @@ func (d *daemon) handleConn(ctx context.Context, c *net.UnixConn) {
 		}
 	}
 }
+
+// ownerNoProofOps are the operations the vault owner's uid may run without
+// proving the key: unlock (it carries the key, which the daemon checks), lock
+// and shutdown (they only take power away; the same uid could kill(2) the
+// daemon anyway).
+var ownerNoProofOps = map[string]bool{"unlock": true, "lock": true, "shutdown": true}
 
 func errReply(err error) ipc.Reply {
 	var pe *policy.Error

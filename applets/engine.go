@@ -360,6 +360,8 @@ func mapCryptErr(err error) error {
 		return &policy.Error{Class: "NoVault", Msg: err.Error(), Hint: "run 'aivault init' (or any command as the vault owner) to create the vault"}
 	case errors.Is(err, crypt.ErrVaultExists):
 		return &policy.Error{Class: policy.ClassConflict, Msg: err.Error(), Hint: "the vault already exists; 'aivault rotate-master' changes its key"}
+	case errors.Is(err, crypt.ErrInvalid):
+		return &policy.Error{Class: policy.ClassInvalidRequest, Msg: err.Error()}
 	case errors.Is(err, crypt.ErrMemlock):
 		return &policy.Error{Class: "MemlockLimit", Msg: err.Error(), Hint: "raise the locked-memory limit (ulimit -l, or LimitMEMLOCK= in the systemd unit)"}
 	}

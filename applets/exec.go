@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/user"
 	"strconv"
+	"syscall"
 
 	"github.com/aivault/aivault/applets/devhooks"
 	"github.com/aivault/aivault/crypt"
@@ -64,16 +65,34 @@ type remoteExec struct {
 }
 
 func (r *remoteExec) call(op string, args, out any) error {
-	if !agentOps[op] && r.c.hello.Role == ipc.RoleOwner && !r.proven && r.keyFn != nil && op != "unlock" {
+	var proofErr error
+	// status proves too when the key is at hand without a prompt, so the
+	// owner sees the operator's view; a failure there is not an error.
+	tryStatus := op == "status" && r.c.hello.Provider != string(crypt.ProviderPassphrase)
+	if (!agentOps[op] || tryStatus) && r.c.hello.Role == ipc.RoleOwner && !r.proven && r.keyFn != nil && !ownerNoProofOps[op] {
 		k, err := r.keyFn()
 		if err != nil {
-			return err
+			// Without the key this process is no operator: let the daemon
+			// decide (it refuses operator verbs with AccessDenied) and say
+			// why the proof was impossible.
+			proofErr = err
+		} else {
+			r.c.prove(k)
+			k.Destroy()
 		}
-		r.c.prove(k)
-		k.Destroy()
 		r.proven = true
 	}
-	return r.c.call(op, args, out)
+	err := r.c.call(op, args, out)
+	var pe *policy.Error
+	if proofErr != nil && errors.As(err, &pe) && pe.Class == policy.ClassAccessDenied {
+		why := proofErr.Error()
+		var ke *policy.Error
+		if errors.As(proofErr, &ke) {
+			why = ke.Msg
+		}
+		pe.Hint = "this process runs as the vault owner but cannot prove it holds the key (" + why + "); provide the key (the key file, the passphrase on a terminal, or the key variable) or run it as root"
+	}
+	return err
 }
 
 func (r *remoteExec) invoke(_ context.Context, a invokeArgs, emit func(ipc.Result) error) error {
@@ -172,6 +191,10 @@ func daemonDown(path string, err error) error {
 	var pe *policy.Error
 	if errors.As(err, &pe) {
 		return err
+	}
+	if errors.Is(err, syscall.EACCES) {
+		return &policy.Error{Class: policy.ClassAccessDenied, Msg: fmt.Sprintf("you may not use the aivaultd socket at %s (permission denied)", path),
+			Hint: "agents must be in the socket's group: ask the operator to run 'aivault setup agent-access --agent-user <you>', then log in again"}
 	}
 	return &policy.Error{Class: "DaemonNotRunning", Msg: fmt.Sprintf("cannot reach aivaultd at %s: %v", path, err), Hint: "check that the daemon runs and that you may use its socket"}
 }

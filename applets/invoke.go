@@ -2,6 +2,7 @@ package applets
 
 import (
 	"context"
+	"crypto"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"github.com/aivault/aivault/audit"
 	"github.com/aivault/aivault/ipc"
 	"github.com/aivault/aivault/policy"
+	"github.com/aivault/aivault/sandbox"
 	"golang.org/x/sys/unix"
 )
 
@@ -41,23 +43,43 @@ const (
 
 // invoke decides, renders auth, connects and runs one request in a worker,
 // relaying Result frames to emit. Every outcome is audited.
-func (e *engine) invoke(ctx context.Context, p *peer, a invokeArgs, emit func(ipc.Result) error) (err error) {
+//
+// The audit record is written before the final frame reaches the caller, so a
+// caller that has seen its answer can rely on the record being there.
+func (e *engine) invoke(ctx context.Context, p *peer, a invokeArgs, emit func(ipc.Result) error) error {
 	start := e.now()
 	ev := audit.Event{Kind: "invoke", Capability: a.Capability, Method: strings.ToUpper(a.Method)}
-	var res ipc.Result
-	defer func() {
-		ev.DurationMs = e.now().Sub(start).Milliseconds()
-		if err != nil {
-			ev.Decision = "deny"
-			if ev.Worker != "" || ev.Status != 0 {
-				ev.Decision = "allow"
-			}
-			ev.Reason = errClassMsg(err)
-		} else {
+	var end *ipc.Result
+	err := e.invokeInner(ctx, p, a, &ev, func(r ipc.Result) error {
+		if r.Kind == ipc.ResultEnd {
+			held := r
+			end = &held
+			return nil
+		}
+		return emit(r)
+	})
+	ev.DurationMs = e.now().Sub(start).Milliseconds()
+	if err != nil {
+		ev.Decision = "deny"
+		if ev.Worker != "" || ev.Status != 0 {
 			ev.Decision = "allow"
 		}
-		e.record(p, ev)
-	}()
+		ev.Reason = errClassMsg(err)
+	} else {
+		ev.Decision = "allow"
+	}
+	e.record(p, ev)
+	if end != nil {
+		if eerr := emit(*end); eerr != nil && err == nil {
+			err = eerr
+		}
+	}
+	return err
+}
+
+func (e *engine) invokeInner(ctx context.Context, p *peer, a invokeArgs, evp *audit.Event, emit func(ipc.Result) error) (err error) {
+	ev := evp
+	var res ipc.Result
 	if a.Capability == "" {
 		return policy.Errorf(policy.ClassInvalidRequest, "no capability named").WithHint("'aivault capability list' shows what you can invoke")
 	}
@@ -171,13 +193,19 @@ func (e *engine) invoke(ctx context.Context, p *peer, a invokeArgs, emit func(ip
 	for _, h := range out.Headers {
 		job.Headers = append(job.Headers, ipc.Header{Name: h.Name, Value: h.Value})
 	}
+	var signer crypto.Signer
+	if cred.Auth.Kind() == policy.AuthKindMTLS {
+		if job.ClientCertPEM, signer, err = mtlsIdentity(values[policy.PlaceholderSecret]); err != nil {
+			return err
+		}
+	}
 	ev.BytesOut = int64(len(out.Body))
-	return e.runJob(ctx, job, &ev, &res, emit)
+	return e.runJob(ctx, job, signer, ev, &res, emit)
 }
 
 // runJob connects to the policy host (after the address check) and runs the
 // job in a worker, relaying its frames.
-func (e *engine) runJob(ctx context.Context, job ipc.Job, ev *audit.Event, res *ipc.Result, emit func(ipc.Result) error) error {
+func (e *engine) runJob(ctx context.Context, job ipc.Job, signer crypto.Signer, ev *audit.Event, res *ipc.Result, emit func(ipc.Result) error) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(job.TimeoutMs)*time.Millisecond+5*time.Second)
 	defer cancel()
 	conn, err := e.connect(ctx, job.ServerName)
@@ -190,7 +218,7 @@ func (e *engine) runJob(ctx context.Context, job ipc.Job, ev *audit.Event, res *
 		return err
 	}
 	var endErr error
-	err = pool.Run(ctx, job, conn, func(r ipc.Result) error {
+	err = pool.RunSigned(ctx, job, conn, signer, func(r ipc.Result) error {
 		switch r.Kind {
 		case ipc.ResultHead:
 			ev.Status = r.Status
@@ -204,6 +232,20 @@ func (e *engine) runJob(ctx context.Context, job ipc.Job, ev *audit.Event, res *
 		return emit(r)
 	})
 	if err != nil {
+		var se *sandbox.Error
+		if errors.As(err, &se) {
+			switch se.Class {
+			case sandbox.ClassUpstreamTimeout:
+				ev.Worker = "timeout"
+			case sandbox.ClassWorkerFailed:
+				ev.Worker = "killed"
+			default:
+				if ev.Worker == "" {
+					ev.Worker = "failed"
+				}
+			}
+			return &policy.Error{Class: se.Class, Msg: se.Msg, Hint: workerHint(se.Class)}
+		}
 		if ev.Worker == "" {
 			ev.Worker = "failed"
 			if errors.Is(err, context.DeadlineExceeded) {
@@ -222,8 +264,9 @@ func (e *engine) connect(ctx context.Context, host string) (*os.File, error) {
 		return nil, err
 	}
 	var target netip.AddrPort
-	if ap, ok := e.hooks.Resolve[host]; ok {
-		target = ap // devhooks: a trusted local test upstream
+	local, trusted := e.hooks.Resolve[host]
+	if _, faked := e.hooks.DNS[host]; trusted && !faked {
+		target = local // devhooks: a trusted local test upstream
 	} else {
 		addrs, err := e.lookup(ctx, host)
 		if err != nil {
@@ -239,6 +282,12 @@ func (e *engine) connect(ctx context.Context, host string) (*os.File, error) {
 			return nil, policy.Errorf(policy.ClassUpstreamUnreachable, "%s has no addresses", host)
 		}
 		target = netip.AddrPortFrom(addrs[0], 443)
+		if trusted {
+			// devhooks: a name in both AIVAULT_DEV_DNS and AIVAULT_DEV_RESOLVE
+			// is decided by its (checked) fake answer, then reaches the local
+			// test upstream, so rebinding tests stay on loopback.
+			target = local
+		}
 	}
 	d := net.Dialer{Timeout: 15 * time.Second}
 	d.SetMultipathTCP(false)
@@ -252,6 +301,18 @@ func (e *engine) connect(ctx context.Context, host string) (*os.File, error) {
 		return nil, fmt.Errorf("connect %s: %w", host, err)
 	}
 	return f, nil
+}
+
+func workerHint(class string) string {
+	switch class {
+	case sandbox.ClassWorkerFailed:
+		return "the sandboxed worker died; the request was not completed (retry; 'aivault doctor --sandbox' checks the sandbox)"
+	case sandbox.ClassUpstreamTimeout:
+		return "raise --timeout-ms, or check the upstream"
+	case sandbox.ClassSandboxUnavailable:
+		return "the worker sandbox is not available on this kernel; see 'aivault doctor --sandbox'"
+	}
+	return ""
 }
 
 func stripAddrErr(err error) string {

@@ -3,6 +3,7 @@ package applets
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -50,6 +51,7 @@ func opTable() map[string]opFunc {
 			"access.list":         opAccessList,
 			"audit.query":         opAuditQuery,
 			"audit.verify":        opAuditVerify,
+			"audit.prune":         opAuditPrune,
 			"rotate-master":       opRotateMaster,
 			"doctor":              opDoctor,
 			"unlock":              opUnlock,
@@ -309,7 +311,70 @@ func opSecretsRotate(_ context.Context, e *engine, p *peer, raw json.RawMessage)
 	}
 	e.oauthMu.Unlock()
 	e.record(p, audit.Event{Kind: "secret.rotate", Decision: "allow", SecretID: m.ID, SecretName: m.Name})
+	if err := e.reprovision(p, out); err != nil {
+		return out, err
+	}
 	return out, nil
+}
+
+// credentialUses reports whether any credential refers to secret id.
+func credentialUses(st *policy.State, id string) bool {
+	for _, c := range st.Credentials {
+		for _, sid := range c.Secrets {
+			if sid == id {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// unprovisioned reports whether pinned secret m has no credential although
+// provisioning would make one ready: a create interrupted between writing
+// its record and broker.json.
+func (e *engine) unprovisioned(m crypt.SecretMeta, st *policy.State, infos []policy.SecretInfo) bool {
+	if m.Pinned == "" || isInternalSecret(m.Name) || credentialUses(st, m.ID) {
+		return false
+	}
+	rep, err := policy.Provision(e.reg, st, infos, secretInfo(m))
+	return err == nil && rep != nil && rep.Ready
+}
+
+// cloneState deep-copies st (for dry runs of provisioning).
+func cloneState(st *policy.State) *policy.State {
+	out := policy.NewState()
+	if b, err := json.Marshal(st); err == nil && json.Unmarshal(b, out) == nil {
+		return out
+	}
+	return policy.NewState()
+}
+
+// reprovision provisions a pinned secret that no credential uses (see
+// unprovisioned); rotating the secret is the documented repair.
+func (e *engine) reprovision(p *peer, m crypt.SecretMeta) error {
+	if m.Pinned == "" {
+		return nil
+	}
+	st, err := e.loadState()
+	if err != nil {
+		return err
+	}
+	if credentialUses(st, m.ID) {
+		return nil
+	}
+	var rep *policy.ProvisionReport
+	err = e.mutateState(func(st *policy.State, infos []policy.SecretInfo) error {
+		if !e.unprovisioned(m, cloneState(st), infos) {
+			return nil
+		}
+		var err error
+		rep, err = policy.Provision(e.reg, st, infos, secretInfo(m))
+		return err
+	})
+	if err == nil && rep != nil && rep.Ready {
+		e.record(p, audit.Event{Kind: "provision", Decision: "allow", Credential: rep.Credential, SecretID: m.ID, Detail: map[string]string{"provider": rep.Provider}})
+	}
+	return err
 }
 
 func opSecretsDelete(_ context.Context, e *engine, p *peer, raw json.RawMessage) (any, error) {
@@ -359,23 +424,11 @@ func (e *engine) attach(p *peer, raw json.RawMessage, add bool) (any, error) {
 		return nil, err
 	}
 	att := policy.Attachment{SecretID: m.ID, WorkspaceID: a.AttachWorkspace, GroupID: a.AttachGroup}
-	err = e.mutateState(func(st *policy.State, _ []policy.SecretInfo) error {
-		kept := st.Attachments[:0]
-		found := false
-		for _, x := range st.Attachments {
-			if x == att {
-				found = true
-				if !add {
-					continue
-				}
-			}
-			kept = append(kept, x)
+	err = e.mutateState(func(st *policy.State, infos []policy.SecretInfo) error {
+		if add {
+			return policy.AttachSecret(st, infos, att)
 		}
-		st.Attachments = kept
-		if add && !found {
-			st.Attachments = append(st.Attachments, att)
-		}
-		if !add && !found {
+		if !policy.DetachSecret(st, att) {
 			return policy.Errorf(policy.ClassInvalidRequest, "secret %s is not attached to %s/%s", m.Name, att.WorkspaceID, att.GroupID)
 		}
 		return nil
@@ -398,9 +451,29 @@ type credentialCreateArgs struct {
 	SecretRefs map[string]string `json:"secretRefs"` // placeholder → "vault:secret:<id>" or name
 }
 
+// resolveSecretRef turns "vault:secret:<id|name|alias>" into a secret id. A
+// name stored in several scopes is narrowed to the one in exactly the given
+// scope (the credential's or binding's own) before it counts as ambiguous.
 func (e *engine) resolveSecretRef(ref, scope, ws, grp string) (string, error) {
 	ref = strings.TrimSpace(ref)
-	m, err := e.findSecret(secretRef{ID: strings.TrimPrefix(ref, "vault:secret:")})
+	key := strings.TrimPrefix(ref, "vault:secret:")
+	if key == "" {
+		return "", policy.Errorf(policy.ClassInvalidRequest, "empty secret reference %q", ref).
+			WithHint("use vault:secret:<id> (ids are in 'aivault secrets list'), or the secret's name")
+	}
+	m, err := e.findSecret(secretRef{ID: key})
+	var pe *policy.Error
+	if err != nil && errors.As(err, &pe) && pe.Class == policy.ClassAmbiguous {
+		if scope == "" {
+			scope = policy.ScopeGlobal
+		}
+		if m2, err2 := e.findSecret(secretRef{ID: key, Scope: scope, WorkspaceID: ws, GroupID: grp}); err2 == nil &&
+			m2.Scope == scope && m2.WorkspaceID == ws && m2.GroupID == grp {
+			return m2.ID, nil
+		}
+		return "", policy.Errorf(policy.ClassAmbiguous, "%s", pe.Msg).
+			WithHint("use --secret-ref vault:secret:<id> with one of those ids")
+	}
 	if err != nil {
 		return "", err
 	}
@@ -484,6 +557,10 @@ type capabilityView struct {
 	Policy        *policy.CapPolicy `json:"policy,omitempty"`
 	Example       string            `json:"example,omitempty"`
 	RateLimitNote string            `json:"rateLimitNote,omitempty"`
+	// Problem says why a capability that has credentials is still not
+	// ready here (e.g. several credentials fit), so list/describe do not
+	// just say "available".
+	Problem string `json:"problem,omitempty"`
 }
 
 func (e *engine) agentContext(p *peer, capID string, st *policy.State, ctx policy.Context) (policy.Context, error) {
@@ -548,6 +625,8 @@ func (e *engine) describeCap(c *policy.Capability, st *policy.State, infos []pol
 		if h, err := policy.EffectiveHost(cred.Hosts, c.Allow.Hosts); err == nil {
 			v.Hosts = []string{h}
 		}
+	} else if pe := (*policy.Error)(nil); errors.As(err, &pe) && pe.Class != policy.ClassCredentialNotFound {
+		v.Problem = pe.Class + ": " + pe.Msg
 	}
 	if pol, ok := st.Policies[c.ID]; ok {
 		pp := pol
@@ -559,6 +638,11 @@ func (e *engine) describeCap(c *policy.Capability, st *policy.State, infos []pol
 	m, path := policy.DefaultMethodPath(c.Allow)
 	if m == "" {
 		m = c.Allow.Methods[0]
+		for _, x := range c.Allow.Methods {
+			if x == "POST" {
+				m = x
+			}
+		}
 	}
 	if path == "" && len(c.Allow.PathPrefixes) > 0 {
 		path = c.Allow.PathPrefixes[0]
@@ -615,7 +699,11 @@ func opCapabilityDescribe(_ context.Context, e *engine, p *peer, raw json.RawMes
 	if err != nil {
 		return nil, err
 	}
-	return e.describeCap(c, st, infos, ctx), nil
+	v := e.describeCap(c, st, infos, ctx)
+	if p.Role != ipc.RoleOperator {
+		v.Problem = "" // names the operator's credentials
+	}
+	return v, nil
 }
 
 func opCapabilityCreate(_ context.Context, e *engine, p *peer, raw json.RawMessage) (any, error) {
@@ -692,14 +780,15 @@ func opBind(_ context.Context, e *engine, p *peer, raw json.RawMessage) (any, er
 	if err := decodeArgs(raw, &a); err != nil {
 		return nil, err
 	}
-	id, err := e.resolveSecretRef(a.SecretRef, "", "", "")
+	var err error
+	if a.Binding.Scope, err = normScope(a.Binding.Scope, a.Binding.WorkspaceID, a.Binding.GroupID); err != nil {
+		return nil, err
+	}
+	id, err := e.resolveSecretRef(a.SecretRef, a.Binding.Scope, a.Binding.WorkspaceID, a.Binding.GroupID)
 	if err != nil {
 		return nil, err
 	}
 	a.Binding.SecretID = id
-	if a.Binding.Scope, err = normScope(a.Binding.Scope, a.Binding.WorkspaceID, a.Binding.GroupID); err != nil {
-		return nil, err
-	}
 	if err := e.mutateState(func(st *policy.State, infos []policy.SecretInfo) error {
 		return policy.Bind(e.reg, st, infos, a.Binding)
 	}); err != nil {

@@ -44,8 +44,12 @@ func (e *engine) rootsPEM() ([]byte, error) {
 }
 
 // workerEnv is the whole environment a worker gets: never the monitor's
-// (an env-provider KEK must not reach it).
-func workerEnv() []string { return []string{"LANG=C", "GOTRACEBACK=none"} }
+// (an env-provider KEK must not reach it). containermaxprocs=0 stops the Go
+// runtime from keeping /sys/fs/cgroup/cpu files open for the worker's life:
+// a locked-down worker holds no file at all.
+func workerEnv() []string {
+	return []string{"LANG=C", "GOTRACEBACK=none", "GODEBUG=containermaxprocs=0,updatemaxprocs=0"}
+}
 
 func (e *engine) basePoolConfig(size int, insecure bool) (sandbox.PoolConfig, error) {
 	roots, err := e.rootsPEM()

@@ -68,7 +68,7 @@ func keyFromRaw(raw []byte) (*Key, error) {
 
 // fingerprint computes the public kekId and check value of a raw KEK.
 func fingerprint(raw []byte) (id string, check []byte, err error) {
-	idKey, err := hkdf.Key(sha256.New, raw, nil, labelKEKID, KeySize)
+	idKey, err := hkdfKey(raw, labelKEKID)
 	if err != nil {
 		return "", nil, fmt.Errorf("deriving key id: %w", err)
 	}
@@ -77,7 +77,7 @@ func fingerprint(raw []byte) (id string, check []byte, err error) {
 	m.Write([]byte("kek-id"))
 	id = "kek_" + hex.EncodeToString(m.Sum(nil)[:16])
 
-	checkKey, err := hkdf.Key(sha256.New, raw, nil, labelCheck, KeySize)
+	checkKey, err := hkdfKey(raw, labelCheck)
 	if err != nil {
 		return "", nil, fmt.Errorf("deriving check key: %w", err)
 	}
@@ -85,6 +85,24 @@ func fingerprint(raw []byte) (id string, check []byte, err error) {
 	m = hmac.New(sha256.New, checkKey)
 	m.Write([]byte("aivault key check"))
 	return id, m.Sum(nil), nil
+}
+
+// hkdfKey is hkdf.Key(sha256.New, secret, nil, label, KeySize) that leaves
+// no copy of secret behind: crypto/hkdf's Extract feeds the secret (shorter
+// than a SHA-256 block) to an HMAC whose inner digest keeps it in its block
+// buffer, on the heap, unwiped — a scan of the daemon's memory found the raw
+// KEK there. Here the HMAC is ours: after Sum, Reset and a block of zeros
+// overwrite that buffer. (A nil salt is HashLen zero bytes, RFC 5869.)
+func hkdfKey(secret []byte, label string) ([]byte, error) {
+	var salt [sha256.Size]byte
+	m := hmac.New(sha256.New, salt[:])
+	m.Write(secret)
+	prk := m.Sum(nil)
+	defer clear(prk)
+	var zeros [sha256.BlockSize - 1]byte
+	m.Reset()
+	m.Write(zeros[:])
+	return hkdf.Expand(sha256.New, prk, label, KeySize)
 }
 
 // ID returns the key's public fingerprint ("kek_" + 32 hex digits), an HMAC
@@ -127,7 +145,7 @@ func (k *Key) derive(label string) ([]byte, error) {
 		return nil, fmt.Errorf("opening key enclave: %w", err)
 	}
 	defer buf.Destroy()
-	sub, err := hkdf.Key(sha256.New, buf.Bytes(), nil, label, KeySize)
+	sub, err := hkdfKey(buf.Bytes(), label)
 	if err != nil {
 		return nil, fmt.Errorf("deriving subkey: %w", err)
 	}

@@ -30,8 +30,22 @@ func SendFD(c *net.UnixConn, f *os.File, payload []byte) error {
 	if len(payload) == 0 {
 		payload = []byte{0}
 	}
-	rights := unix.UnixRights(int(f.Fd()))
-	n, oobn, err := c.WriteMsgUnix(payload, rights, nil)
+	// Control (unlike Fd) keeps the descriptor valid during the send and
+	// does not switch the file to blocking mode, which would change the
+	// shared open file description the receiver gets too.
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("ipc: send fd: %w", err)
+	}
+	var n, oobn int
+	var rights []byte
+	cerr := rc.Control(func(fd uintptr) {
+		rights = unix.UnixRights(int(fd))
+		n, oobn, err = c.WriteMsgUnix(payload, rights, nil)
+	})
+	if cerr != nil {
+		return fmt.Errorf("ipc: send fd: %w", cerr)
+	}
 	if err != nil {
 		return fmt.Errorf("ipc: send fd: %w", err)
 	}

@@ -12,18 +12,18 @@ import (
 type ProvisionReport struct {
 	// Provider is the registry provider the secret belongs to ("" when the
 	// secret's name is not a registry name and nothing was provisioned).
-	Provider string
+	Provider string `json:"provider"`
 	// Credential is the auto credential id for the secret's scope.
-	Credential string
+	Credential string `json:"credential,omitempty"`
 	// Ready is true when the credential now exists and is usable.
-	Ready bool
+	Ready bool `json:"ready"`
 	// Missing lists canonical secret names still to be stored in the same
 	// scope before the credential can be provisioned.
-	Missing []string
+	Missing []string `json:"missing,omitempty"`
 	// Capabilities is how many registry capabilities the credential serves.
-	Capabilities int
+	Capabilities int `json:"capabilities"`
 	// Hint says what the operator should do next when not Ready.
-	Hint string
+	Hint string `json:"hint,omitempty"`
 }
 
 // PinFor returns the provider id a new secret with this name is pinned to
@@ -268,7 +268,7 @@ func ValidateCredential(reg *Registry, s *State, secrets []SecretInfo, c *Creden
 			return Errorf(ClassSecretNotFound, "no secret %q", id).WithHint("list secrets with: aivault secrets list")
 		}
 		if !stSecretUsableByScope(s, sec, c.Scope, c.WorkspaceID, c.GroupID) {
-			return Errorf(ClassPolicyViolation, "secret %s (%s scope) cannot back a %s-scoped credential", sec.ID, cmp.Or(sec.Scope, ScopeGlobal), c.Scope).
+			return Errorf(ClassPolicyViolation, "secret %s (%s scope) cannot back a %s-scoped credential", stSecLabel(sec), cmp.Or(sec.Scope, ScopeGlobal), c.Scope).
 				WithHint("a workspace or group secret is only usable inside its own workspace or group")
 		}
 		secs[ph] = sec
@@ -279,7 +279,7 @@ func ValidateCredential(reg *Registry, s *State, secrets []SecretInfo, c *Creden
 		// Custom provider.
 		for _, sec := range secs {
 			if pin := stPin(reg, sec); pin != "" {
-				return Errorf(ClassPolicyViolation, "secret %s is pinned to provider %s; it can only be sent to %s's registry hosts", sec.ID, pin, pin).
+				return Errorf(ClassPolicyViolation, "secret %s is pinned to provider %s; it can only be sent to %s's registry hosts", stSecLabel(sec), pin, pin).
 					WithHint("use --provider %s, or store the key under a non-registry name", pin)
 			}
 		}
@@ -309,7 +309,8 @@ func ValidateCredential(reg *Registry, s *State, secrets []SecretInfo, c *Creden
 	}
 	for _, h := range hosts {
 		if !regHostWithin(h, p.Hosts) {
-			return Errorf(ClassPolicyViolation, "host %s is not one of provider %s's hosts (%s)", h, p.Provider, strings.Join(p.Hosts, ", "))
+			return Errorf(ClassPolicyViolation, "host %s is not one of provider %s's hosts (%s)", h, p.Provider, strings.Join(p.Hosts, ", ")).
+				WithHint("a registry provider's key only goes to its registry hosts; for another API use your own provider name, --auth and a secret stored under a non-registry name")
 		}
 	}
 	c.Hosts = hosts
@@ -330,7 +331,8 @@ func ValidateCredential(reg *Registry, s *State, secrets []SecretInfo, c *Creden
 	for ph, sec := range secs {
 		pin := stPin(reg, sec)
 		if pin != "" && pin != p.Provider {
-			return Errorf(ClassPolicyViolation, "secret %s is pinned to provider %s, not %s", sec.ID, pin, p.Provider)
+			return Errorf(ClassPolicyViolation, "secret %s is pinned to provider %s, not %s", stSecLabel(sec), pin, p.Provider).
+				WithHint("store %s's key under its canonical name (%s)", p.Provider, strings.Join(slices.Sorted(maps.Keys(p.VaultSecrets)), ", "))
 		}
 		if sp, _, sph, ok := reg.ProviderForSecret(sec.Name); ok && sp.Provider == p.Provider && sph != ph {
 			return Errorf(ClassInvalidRequest, "secret %s fills placeholder %q, not %q", sec.Name, sph, ph)
@@ -428,7 +430,8 @@ func AddCustomCapability(reg *Registry, s *State, c Capability) error {
 		return err
 	}
 	if !regHostWithin(c.Allow.Hosts[0], cred.Hosts) {
-		return Errorf(ClassPolicyViolation, "host %s is not one of credential %s's hosts (%s)", c.Allow.Hosts[0], cred.ID, strings.Join(cred.Hosts, ", "))
+		return Errorf(ClassPolicyViolation, "host %s is not one of credential %s's hosts (%s)", c.Allow.Hosts[0], cred.ID, strings.Join(cred.Hosts, ", ")).
+			WithHint("a custom capability names one of its credential's hosts; the credential decides where its secrets may go")
 	}
 	s.Capabilities = append(s.Capabilities, c)
 	s.Normalize()
@@ -513,7 +516,8 @@ func SelectCredential(reg *Registry, s *State, secrets []SecretInfo, cap *Capabi
 	}
 	switch {
 	case len(best) == 0 && (cap.Credential != "" || explicit != ""):
-		return nil, nil, Errorf(ClassCredentialNotFound, "credential %s is not usable from this workspace/group", cands[0].ID)
+		return nil, nil, Errorf(ClassCredentialNotFound, "credential %s is not usable from this workspace/group", cands[0].ID).
+			WithHint("credential %s is %s", cands[0].ID, stScopeLabel(cands[0].Scope, cands[0].WorkspaceID, cands[0].GroupID))
 	case len(best) == 0:
 		e := Errorf(ClassCredentialNotFound, "no credential for provider %s is usable here", cap.Provider)
 		if p, ok := reg.Provider(cap.Provider); ok {
@@ -604,8 +608,22 @@ func SelectCredential(reg *Registry, s *State, secrets []SecretInfo, cap *Capabi
 // stCredLevel is the precedence level of credential c for ctx (stLevelNone
 // when c's scope does not admit ctx). A credential admitted from ctx that
 // uses a secret attached to ctx's group ranks as group level.
+//
+// An auto credential (scoped exactly like its secrets) whose every secret is
+// attached to ctx's group is usable there too, at group level: attach-group
+// is how the operator shares a group's key with another group of the same
+// workspace. Operator-made credentials keep the scope they were given.
 func stCredLevel(s *State, secrets []SecretInfo, c *Credential, ctx Context) int {
 	lvl := stAdmitLevel(c.Scope, c.WorkspaceID, c.GroupID, ctx)
+	if lvl == stLevelNone && c.Auto && len(c.Secrets) > 0 {
+		for _, id := range c.Secrets {
+			sec, ok := stFindSecret(secrets, id)
+			if !ok || !stAttached(s, sec, ctx) {
+				return stLevelNone
+			}
+		}
+		return stLevelGroup
+	}
 	if lvl == stLevelNone || lvl == stLevelGroup {
 		return lvl
 	}

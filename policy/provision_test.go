@@ -708,6 +708,36 @@ func TestSelectCredentialScopes(t *testing.T) {
 		}
 	})
 
+	t.Run("group secret attached to a sibling group", func(t *testing.T) {
+		s := NewState()
+		gs := mkSecret(reg, "gk", "OPENAI_API_KEY", ScopeGroup, "w1", "g1")
+		secrets := []SecretInfo{gs}
+		provisionAll(t, reg, s, secrets)
+		g2 := Context{WorkspaceID: "w1", GroupID: "g2"}
+		_, _, err := SelectCredential(reg, s, secrets, capOAI, g2, "")
+		wantClass(t, err, ClassCredentialNotFound)
+		wantClass(t, AttachSecret(s, secrets, Attachment{SecretID: "gk", WorkspaceID: "w1", GroupID: "g2"}), "")
+		cred, final, err := SelectCredential(reg, s, secrets, capOAI, g2, "")
+		if err != nil || cred.ID != "openai@w1/g1" || final["secret"] != "gk" {
+			t.Fatalf("after attach: %v %v %v", cred, final, err)
+		}
+		// Not the workspace at large, not a third group.
+		for _, ctx := range []Context{{WorkspaceID: "w1"}, {WorkspaceID: "w1", GroupID: "g3"}} {
+			_, _, err := SelectCredential(reg, s, secrets, capOAI, ctx, "")
+			wantClass(t, err, ClassCredentialNotFound)
+		}
+		// An operator-made credential keeps its own scope.
+		wantClass(t, AddCredential(reg, s, secrets, Credential{ID: "mine", Provider: "openai", Secrets: map[string]string{"secret": "gk"},
+			Scope: ScopeGroup, WorkspaceID: "w1", GroupID: "g1"}), "")
+		if lvl := stCredLevel(s, secrets, &Credential{ID: "mine", Provider: "openai", Secrets: map[string]string{"secret": "gk"},
+			Scope: ScopeGroup, WorkspaceID: "w1", GroupID: "g1"}, g2); lvl != stLevelNone {
+			t.Errorf("operator credential level from g2 = %d", lvl)
+		}
+		DetachSecret(s, Attachment{SecretID: "gk", WorkspaceID: "w1", GroupID: "g2"})
+		_, _, err = SelectCredential(reg, s, secrets, capOAI, g2, "")
+		wantClass(t, err, ClassCredentialNotFound)
+	})
+
 	t.Run("tampered attachment does not cross workspaces", func(t *testing.T) {
 		s := NewState()
 		mk := mkSecret(reg, "k", "MY_KEY", ScopeWorkspace, "w1", "")

@@ -300,14 +300,16 @@ func (rqPathAllowed) validate(st *rqState) error {
 }
 
 // rqPathHasPrefix reports whether p lies under prefix: equal to it, or
-// continuing with "/" after it; a prefix ending in "/" admits anything that
-// starts with it. Matching is case-sensitive on the raw (still
-// percent-encoded) path. An empty or relative prefix matches nothing.
+// continuing with "/" after it; a prefix ending in "/" or "." admits anything
+// that starts with it (Slack's method families: "/api/chat." admits
+// "/api/chat.postMessage"; dot segments are refused separately). Matching is
+// case-sensitive on the raw (still percent-encoded) path. An empty or
+// relative prefix matches nothing.
 func rqPathHasPrefix(p, prefix string) bool {
 	if prefix == "" || prefix[0] != '/' || !strings.HasPrefix(p, prefix) {
 		return false
 	}
-	if strings.HasSuffix(prefix, "/") || len(p) == len(prefix) {
+	if strings.HasSuffix(prefix, "/") || strings.HasSuffix(prefix, ".") || len(p) == len(prefix) {
 		return true
 	}
 	return p[len(prefix)] == '/'
@@ -594,7 +596,12 @@ func EncodeMultipart(m *Multipart) (body []byte, contentType string, err error) 
 			return nil, "", Errorf(ClassInvalidRequest, "file %q has an invalid content type", rqPrintable(f.Filename))
 		}
 		h := make(textproto.MIMEHeader)
-		h.Set("Content-Disposition", mime.FormatMediaType("form-data", map[string]string{"name": f.Field, "filename": f.Filename}))
+		// The form multipart.Writer.CreateFormFile uses (and browsers send):
+		// name first, both quoted. mime.FormatMediaType would sort the
+		// parameters, leave tokens unquoted and switch to RFC 2231
+		// filename*= for non-ASCII names, which RFC 7578 forbids and many
+		// servers do not parse. Control characters were refused above.
+		h.Set("Content-Disposition", `form-data; name="`+rqQuoteEscaper.Replace(f.Field)+`"; filename="`+rqQuoteEscaper.Replace(f.Filename)+`"`)
 		h.Set("Content-Type", ct)
 		pw, err := w.CreatePart(h)
 		if err != nil {
@@ -609,6 +616,8 @@ func EncodeMultipart(m *Multipart) (body []byte, contentType string, err error) 
 	}
 	return buf.Bytes(), w.FormDataContentType(), nil
 }
+
+var rqQuoteEscaper = strings.NewReplacer("\\", "\\\\", `"`, "\\\"")
 
 func rqCheckPartName(what, s string, allowEmpty bool) *Error {
 	if s == "" && !allowEmpty {

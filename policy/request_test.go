@@ -189,6 +189,10 @@ func TestPathHasPrefix(t *testing.T) {
 		{"", "/x", false},
 		{"v0", "v0/x", false},
 		{"/A", "/a", false},
+		{"/api/chat.", "/api/chat.postMessage", true},
+		{"/api/chat.", "/api/chat.", true},
+		{"/api/chat.", "/api/chat", false},
+		{"/api/chat.", "/api/chatX.postMessage", false},
 	}
 	for _, tc := range tests {
 		if got := rqPathHasPrefix(tc.path, tc.prefix); got != tc.want {

@@ -190,6 +190,27 @@ func stAdmitLevel(scope, ws, group string, ctx Context) int {
 	return stLevelNone
 }
 
+// stSecLabel names a secret in messages: "NAME (id)" (names and ids are
+// metadata, never values).
+func stSecLabel(sec SecretInfo) string {
+	if sec.Name == "" {
+		return sec.ID
+	}
+	return sec.Name + " (" + sec.ID + ")"
+}
+
+// stScopeLabel describes a scope for hints: "global", "scoped to workspace
+// W", "scoped to group W/G".
+func stScopeLabel(scope, ws, group string) string {
+	switch scope {
+	case ScopeWorkspace:
+		return "scoped to workspace " + ws
+	case ScopeGroup:
+		return "scoped to group " + ws + "/" + group
+	}
+	return "global"
+}
+
 func stFindSecret(secrets []SecretInfo, id string) (SecretInfo, bool) {
 	for _, sec := range secrets {
 		if sec.ID == id {
@@ -482,12 +503,14 @@ func stCheckBindingSecret(reg *Registry, sec SecretInfo, c *Capability) error {
 	switch {
 	case registryProvider && pin != c.Provider:
 		if pin == "" {
-			return Errorf(ClassPolicyViolation, "secret %s is not pinned to provider %s", sec.ID, c.Provider).
+			return Errorf(ClassPolicyViolation, "secret %s is not pinned to provider %s", stSecLabel(sec), c.Provider).
 				WithHint("store the key under one of %s's canonical secret names", c.Provider)
 		}
-		return Errorf(ClassPolicyViolation, "secret %s is pinned to provider %s, not %s", sec.ID, pin, c.Provider)
+		return Errorf(ClassPolicyViolation, "secret %s is pinned to provider %s, not %s", stSecLabel(sec), pin, c.Provider).
+			WithHint("bind a secret stored under one of %s's canonical names", c.Provider)
 	case !registryProvider && pin != "":
-		return Errorf(ClassPolicyViolation, "secret %s is pinned to provider %s and cannot back custom provider %s", sec.ID, pin, c.Provider)
+		return Errorf(ClassPolicyViolation, "secret %s is pinned to provider %s and cannot back custom provider %s", stSecLabel(sec), pin, c.Provider).
+			WithHint("a registry key only goes to its provider's hosts; bind a secret stored under a non-registry name")
 	}
 	return nil
 }
@@ -516,7 +539,7 @@ func Bind(reg *Registry, s *State, secrets []SecretInfo, b Binding) error {
 		return err
 	}
 	if !stSecretUsableByScope(s, sec, b.Scope, b.WorkspaceID, b.GroupID) {
-		return Errorf(ClassPolicyViolation, "secret %s (%s scope) cannot be used from a %s binding's scope", sec.ID, cmp.Or(sec.Scope, ScopeGlobal), b.Scope)
+		return Errorf(ClassPolicyViolation, "secret %s (%s scope) cannot be used from a %s binding's scope", stSecLabel(sec), cmp.Or(sec.Scope, ScopeGlobal), b.Scope)
 	}
 	if c.Credential != "" {
 		cred, ok := s.Credential(c.Credential)
@@ -576,7 +599,8 @@ func AttachSecret(s *State, secrets []SecretInfo, a Attachment) error {
 		return Errorf(ClassInvalidRequest, "attach-group needs valid workspace and group ids")
 	}
 	if !stAttachmentValid(sec, a) {
-		return Errorf(ClassPolicyViolation, "secret %s belongs to another workspace and cannot be attached to %s/%s", sec.ID, a.WorkspaceID, a.GroupID)
+		return Errorf(ClassPolicyViolation, "secret %s belongs to another workspace and cannot be attached to %s/%s", stSecLabel(sec), a.WorkspaceID, a.GroupID).
+			WithHint("a secret is only shared within its own workspace (it is %s); store a separate one for %s", stScopeLabel(sec.Scope, sec.WorkspaceID, sec.GroupID), a.WorkspaceID)
 	}
 	if slices.Contains(s.Attachments, a) {
 		return nil

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -146,18 +147,17 @@ func TestStreamForwardsChunksAsTheyArrive(t *testing.T) {
 		io.WriteString(w, "data: second\n\n")
 	}))
 	p := newTestPool(t, u, 0)
-	var mu sync.Mutex
 	var got []string
 	sawFirst := make(chan struct{})
 	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { close(release) }) })
 	job := ipc.Job{V: ipc.ProtocolVersion, ServerName: "example.com", Method: "GET", Target: "/sse", Stream: true, TimeoutMs: 10_000,
 		Scrub: [][]byte{[]byte("abc")}}
 	err := p.Run(context.Background(), job, u.dial(t), func(r ipc.Result) error {
 		if r.Kind == ipc.ResultChunk {
-			mu.Lock()
 			got = append(got, string(r.Data))
-			mu.Unlock()
-			if strings.Contains(string(r.Data), "first") {
+			// The event must arrive while the upstream is still waiting.
+			if strings.Contains(strings.Join(got, ""), "first") {
 				once.Do(func() { close(sawFirst); close(release) })
 			}
 		}
@@ -219,7 +219,7 @@ func TestBodyDecodingAndLimits(t *testing.T) {
 			w.Write(bomb)
 		case "/gzip":
 			w.Header().Set("Content-Encoding", "gzip")
-			w.Header().Set("Content-Length", "999")
+			w.Header().Set("Content-Length", strconv.Itoa(len(small)))
 			w.Write(small)
 		case "/big":
 			w.Write(big)
@@ -307,12 +307,12 @@ func TestUpstreamErrors(t *testing.T) {
 	if c.end == nil || c.end.ErrorClass != ClassInvalidRequest {
 		t.Fatalf("header injection: end = %+v", c.end)
 	}
-	c, err = runJobOn(t, p, u, ipc.Job{Target: "/x", ClientCertPEM: []byte("cert")})
+	c, err = runJobOn(t, p, u, ipc.Job{Target: "/x", ClientCertPEM: []byte("not a PEM certificate")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.end == nil || c.end.ErrorClass != ClassNotImplemented {
-		t.Fatalf("mTLS: end = %+v", c.end)
+	if c.end == nil || c.end.ErrorClass != ClassInvalidRequest {
+		t.Fatalf("bad client certificate: end = %+v", c.end)
 	}
 }
 
@@ -320,6 +320,8 @@ func TestUpstreamErrors(t *testing.T) {
 // only that request fails and the pool keeps serving.
 func TestKillMidRequest(t *testing.T) {
 	hold := make(chan struct{})
+	releaseOnce := sync.Once{}
+	t.Cleanup(func() { releaseOnce.Do(func() { close(hold) }) })
 	u := newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "start "+r.URL.Path+"\n")
 		w.(http.Flusher).Flush()
@@ -361,7 +363,6 @@ func TestKillMidRequest(t *testing.T) {
 	// Exactly one request fails with WorkerFailed; release the other.
 	var failed, ok int
 	deadline := time.After(20 * time.Second)
-	releaseOnce := sync.Once{}
 	for range 2 {
 		select {
 		case o := <-results["/a"]:
@@ -459,6 +460,27 @@ func TestIdleWorkerSurvives(t *testing.T) {
 		t.Fatalf("err=%v body=%q", err, c.body.String())
 	}
 	if st := p.Stats(); st.Failed != 0 {
+		t.Fatalf("stats = %+v", st)
+	}
+}
+
+// TestDeadIdleWorkerIsReplaced: an idle worker that died (OOM killer, an
+// operator's kill) is noticed by the check before the job and replaced.
+func TestDeadIdleWorkerIsReplaced(t *testing.T) {
+	u := newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	p := newTestPool(t, u, 1)
+	w := <-p.idle
+	w.kill()
+	pollTrue(t, func() bool { // SIGKILL is asynchronous: wait for the zombie
+		st, err := readStatus("/proc/" + strconv.Itoa(w.pid) + "/status")
+		return err == nil && strings.HasPrefix(st["State"], "Z")
+	})
+	p.idle <- w
+	c, err := runJobOn(t, p, u, ipc.Job{Target: "/"})
+	if err != nil || c.body.String() != "ok" {
+		t.Fatalf("err=%v body=%q", err, c.body.String())
+	}
+	if st := p.Stats(); st.Failed != 1 || st.Served != 1 {
 		t.Fatalf("stats = %+v", st)
 	}
 }

@@ -37,6 +37,18 @@ const (
 	ClassProbeNotBlocked = "ProbeNotBlocked"
 )
 
+// knownClass reports whether a worker may report class in an end frame.
+func knownClass(class string) bool {
+	switch class {
+	case ClassWorkerFailed, ClassSandboxUnavailable, ClassUpstreamTimeout,
+		ClassUpstreamUnreachable, ClassUpstreamTLS, ClassUpstreamProtocol,
+		ClassResponseTooLarge, ClassUnsupportedEncoding, ClassInvalidRequest,
+		ClassNotImplemented, ClassProbeBlocked, ClassProbeNotBlocked:
+		return true
+	}
+	return false
+}
+
 // Error is a classed failure. Msg never contains a secret value: messages
 // that could echo upstream bytes are scrubbed before they leave the worker.
 type Error struct {

@@ -20,49 +20,56 @@ const minSeccompAPI = 3
 // worker never needs: no socket, connect, bind, open, stat of paths,
 // readlink, getdents, ioctl, exec, fork. Names unknown on the running
 // architecture are skipped.
-var allowedSyscalls = []string{
-	// memory
-	"brk", "mmap", "munmap", "mprotect", "madvise", "mremap",
-	// scheduling, threads, time
-	"futex", "sched_yield", "sched_getaffinity", "nanosleep", "clock_nanosleep",
-	"clock_gettime", "gettimeofday", "set_robust_list", "rseq", "restart_syscall",
-	"setitimer", "timer_create", "timer_settime", "timer_delete",
-	"getpid", "gettid", "exit", "exit_group",
-	// signals (the runtime's preemption, crash handling)
-	"rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "sigaltstack",
-	// the network poller
-	"epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait", "epoll_pwait2",
-	"eventfd2", "pipe2",
-	// I/O on descriptors the worker already holds
-	"read", "write", "readv", "writev", "pread64", "lseek", "close", "fcntl", "fstat",
-	"getsockopt", "setsockopt", "getsockname", "getpeername",
-	"recvfrom", "sendto", "recvmsg", "sendmsg", "shutdown",
-	// misc
-	"getrandom", "uname",
+func allowedSyscalls() []string {
+	return []string{
+		// memory
+		"brk", "mmap", "munmap", "mprotect", "madvise", "mremap",
+		// scheduling, threads, time
+		"futex", "sched_yield", "sched_getaffinity", "nanosleep", "clock_nanosleep",
+		"clock_gettime", "gettimeofday", "set_robust_list", "rseq", "restart_syscall",
+		"setitimer", "timer_create", "timer_settime", "timer_delete",
+		"getpid", "gettid", "exit", "exit_group",
+		// signals (the runtime's preemption, crash handling)
+		"rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "sigaltstack",
+		// the network poller
+		"epoll_create1", "epoll_ctl", "epoll_wait", "epoll_pwait", "epoll_pwait2",
+		"eventfd2", "pipe2",
+		// I/O on descriptors the worker already holds
+		"read", "write", "readv", "writev", "pread64", "lseek", "close", "fcntl", "fstat",
+		"getsockopt", "setsockopt", "getsockname", "getpeername",
+		"recvfrom", "sendto", "recvmsg", "sendmsg", "shutdown",
+		// misc
+		"getrandom", "uname",
+	}
+}
+
+// errnoRule makes a syscall fail with errno instead of killing the worker.
+type errnoRule struct {
+	name  string
+	errno unix.Errno
 }
 
 // errnoSyscalls fail with an error instead of killing the worker: things
 // Go's standard library may attempt on error paths (and the doctor probes
 // try), which are denied whatever happens. Landlock denies the file
 // operations too; seccomp makes them fail before reaching the file system.
-var errnoSyscalls = []struct {
-	name  string
-	errno unix.Errno
-}{
-	{"open", unix.EACCES},
-	{"openat", unix.EACCES},
-	{"openat2", unix.EACCES},
-	{"creat", unix.EACCES},
-	{"socket", unix.EPERM},
-	{"socketpair", unix.EPERM},
-	{"execve", unix.EPERM},
-	{"execveat", unix.EPERM},
-	{"fork", unix.EPERM},
-	{"vfork", unix.EPERM},
-	// The runtime and glibc fall back to clone when clone3 is unavailable;
-	// clone3's flags live in memory and cannot be checked by seccomp.
-	{"clone3", unix.ENOSYS},
-	{"pidfd_open", unix.ENOSYS},
+func errnoSyscalls() []errnoRule {
+	return []errnoRule{
+		{"open", unix.EACCES},
+		{"openat", unix.EACCES},
+		{"openat2", unix.EACCES},
+		{"creat", unix.EACCES},
+		{"socket", unix.EPERM},
+		{"socketpair", unix.EPERM},
+		{"execve", unix.EPERM},
+		{"execveat", unix.EPERM},
+		{"fork", unix.EPERM},
+		{"vfork", unix.EPERM},
+		// The runtime and glibc fall back to clone when clone3 is unavailable;
+		// clone3's flags live in memory and cannot be checked by seccomp.
+		{"clone3", unix.ENOSYS},
+		{"pidfd_open", unix.ENOSYS},
+	}
 }
 
 // buildFilter returns the worker's seccomp filter: default KILL_PROCESS,
@@ -112,12 +119,12 @@ func buildFilter(pid int) (*seccomp.ScmpFilter, error) {
 		}
 		return nil
 	}
-	for _, name := range allowedSyscalls {
+	for _, name := range allowedSyscalls() {
 		if err := add(name, seccomp.ActAllow); err != nil {
 			return nil, err
 		}
 	}
-	for _, e := range errnoSyscalls {
+	for _, e := range errnoSyscalls() {
 		if err := add(e.name, seccomp.ActErrno.SetReturnCode(int16(e.errno))); err != nil {
 			return nil, err
 		}

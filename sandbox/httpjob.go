@@ -45,6 +45,12 @@ const (
 // runJob performs the job's request over sock and streams the sanitised
 // response through emit. It returns the end frame (without Kind).
 func runJob(job ipc.Job, sock *os.File, roots *x509.CertPool, emit func(ipc.Result) error) ipc.Result {
+	return runJobSigned(job, sock, roots, emit, nil)
+}
+
+// runJobSigned is runJob with a way to have the monitor sign for the job's
+// client certificate (mTLS; nil: a job with a certificate fails).
+func runJobSigned(job ipc.Job, sock *os.File, roots *x509.CertPool, emit func(ipc.Result) error, sign signFunc) ipc.Result {
 	sc := NewScrubber(Needles(job.Scrub, job.ResponseBlock))
 	defer sc.Wipe()
 	var cc *countingConn
@@ -58,15 +64,24 @@ func runJob(job ipc.Job, sock *os.File, roots *x509.CertPool, emit func(ipc.Resu
 	if sock == nil {
 		return fail(errorf(ClassInvalidRequest, "the job came without an upstream socket"))
 	}
+	if roots == nil {
+		// Never let crypto/tls fall back to the system's root files.
+		_ = sock.Close()
+		return fail(errorf(ClassUpstreamTLS, "the worker has no TLS roots"))
+	}
 	nc, err := net.FileConn(sock)
 	_ = sock.Close()
 	if err != nil {
 		return fail(errorf(ClassInvalidRequest, "the upstream descriptor is not a socket"))
 	}
 	defer nc.Close()
+	var clientCerts []tls.Certificate
 	if len(job.ClientCertPEM) > 0 {
-		// TODO(mTLS): ask the monitor to sign with ResultSign/ResultSigned.
-		return fail(errorf(ClassNotImplemented, "client certificates (mTLS) are not implemented yet"))
+		cert, e := clientCertificate(job.ClientCertPEM, sign)
+		if e != nil {
+			return fail(e)
+		}
+		clientCerts = []tls.Certificate{cert}
 	}
 	if err := validateJob(&job); err != nil {
 		return fail(err)
@@ -83,10 +98,11 @@ func runJob(job ipc.Job, sock *os.File, roots *x509.CertPool, emit func(ipc.Resu
 	cc = &countingConn{Conn: nc}
 	cc.readLimit.Store(maxHeaderBytes)
 	tc := tls.Client(cc, &tls.Config{
-		ServerName: job.ServerName,
-		RootCAs:    roots,
-		MinVersion: tls.VersionTLS12,
-		NextProtos: []string{"http/1.1"},
+		ServerName:   job.ServerName,
+		RootCAs:      roots,
+		MinVersion:   tls.VersionTLS12,
+		NextProtos:   []string{"http/1.1"},
+		Certificates: clientCerts,
 	})
 	defer tc.Close()
 	if err := tc.HandshakeContext(ctx); err != nil {
@@ -329,6 +345,12 @@ func classify(err error, class, msg string) *Error {
 	if (errors.As(err, &ne) && ne.Timeout()) || errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) {
 		return errorf(ClassUpstreamTimeout, "the upstream did not answer in time")
 	}
+	// A TLS alert from the upstream (with TLS 1.3 a refused client
+	// certificate arrives only on the first read) is a TLS failure.
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "remote error" {
+		return &Error{Class: ClassUpstreamTLS, Msg: "the upstream ended the TLS session: " + op.Err.Error(), Err: err}
+	}
 	return &Error{Class: class, Msg: msg, Err: err}
 }
 
@@ -399,8 +421,12 @@ func validateJob(j *ipc.Job) *Error {
 		return errorf(ClassInvalidRequest, "the request target must start with /")
 	}
 	for i := 0; i < len(j.Target); i++ {
-		if c := j.Target[i]; c <= 0x20 || c >= 0x7f {
+		c := j.Target[i]
+		if c <= 0x20 || c >= 0x7f || c == '#' {
 			return errorf(ClassInvalidRequest, "the request target contains a forbidden byte")
+		}
+		if c == '%' && (i+2 >= len(j.Target) || !isHex(j.Target[i+1]) || !isHex(j.Target[i+2])) {
+			return errorf(ClassInvalidRequest, "the request target contains a malformed %%-escape")
 		}
 	}
 	for _, h := range j.Headers {
@@ -416,12 +442,16 @@ func validateJob(j *ipc.Job) *Error {
 	return nil
 }
 
-// workerSetHeaders are written by the worker itself; a job's own copies
-// are dropped (framing and hop-by-hop headers must not be caller-chosen).
-var workerSetHeaders = map[string]bool{
-	"host": true, "content-length": true, "transfer-encoding": true, "connection": true,
-	"accept-encoding": true, "keep-alive": true, "te": true, "trailer": true, "upgrade": true,
-	"proxy-connection": true, "expect": true,
+// workerSetHeader reports whether the worker writes this header itself; a
+// job's own copy is dropped (framing and hop-by-hop headers must not be
+// caller-chosen).
+func workerSetHeader(name string) bool {
+	switch strings.ToLower(name) {
+	case "host", "content-length", "transfer-encoding", "connection", "accept-encoding",
+		"keep-alive", "te", "trailer", "upgrade", "proxy-connection", "expect":
+		return true
+	}
+	return false
 }
 
 // buildRequest writes the HTTP/1.1 request by hand.
@@ -434,7 +464,7 @@ func buildRequest(j *ipc.Job) []byte {
 	b.WriteString(j.ServerName)
 	b.WriteString("\r\n")
 	for _, h := range j.Headers {
-		if workerSetHeaders[strings.ToLower(h.Name)] {
+		if workerSetHeader(h.Name) {
 			continue
 		}
 		b.WriteString(h.Name)
@@ -458,6 +488,10 @@ func methodHasBody(m string) bool {
 		return true
 	}
 	return false
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
 }
 
 func isToken(s string) bool {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/aivault/aivault/ipc"
 	"golang.org/x/sys/unix"
 )
 
@@ -209,5 +210,25 @@ func TestWorkerRefusesWithoutMonitorFDs(t *testing.T) {
 				t.Fatalf("output %q lacks a clear message", out)
 			}
 		})
+	}
+}
+
+// TestWorkerWithoutRoots: probes need no roots; a request without them
+// fails instead of falling back to the system's certificate files.
+func TestWorkerWithoutRoots(t *testing.T) {
+	cfg := testConfig(t, []byte("\n"), nil)
+	res, err := Probe(context.Background(), cfg, ProbeSyscall)
+	if err != nil || !res.Blocked {
+		t.Fatalf("probe without roots = %+v, %v", res, err)
+	}
+	u := newUpstream(t, nil)
+	w := spawnForTest(t, cfg)
+	var c collected
+	job := ipc.Job{V: ipc.ProtocolVersion, ServerName: "example.com", Method: "GET", Target: "/", TimeoutMs: 5000}
+	if err := serve(context.Background(), w, job, u.dial(t), c.emit); err != nil {
+		t.Fatal(err)
+	}
+	if c.end == nil || c.end.ErrorClass != ClassUpstreamTLS || c.head != nil {
+		t.Fatalf("end = %+v head = %+v", c.end, c.head)
 	}
 }

@@ -19,8 +19,13 @@ import (
 // TestMain doubles the test binary as the worker: spawned as
 // "aivault-worker" (argv[0]) it runs WorkerMain instead of the tests.
 func TestMain(m *testing.M) {
-	if filepath.Base(os.Args[0]) == DefaultArgv0 {
+	switch filepath.Base(os.Args[0]) {
+	case DefaultArgv0:
 		os.Exit(WorkerMain())
+	case landlockCheckArgv0:
+		os.Exit(landlockCheckMain())
+	case evilArgv0:
+		os.Exit(evilWorkerMain())
 	}
 	os.Exit(m.Run())
 }
@@ -49,7 +54,7 @@ type upstream struct {
 	roots []byte
 }
 
-func newUpstream(t *testing.T, h http.Handler) *upstream {
+func newUpstream(t testing.TB, h http.Handler) *upstream {
 	t.Helper()
 	srv := httptest.NewUnstartedServer(h)
 	srv.EnableHTTP2 = false
@@ -61,7 +66,7 @@ func newUpstream(t *testing.T, h http.Handler) *upstream {
 
 // dial connects to the upstream the way the monitor does and returns the
 // socket as a file to hand to a worker.
-func (u *upstream) dial(t *testing.T) *os.File {
+func (u *upstream) dial(t testing.TB) *os.File {
 	t.Helper()
 	c, err := net.Dial("tcp", u.srv.Listener.Addr().String())
 	if err != nil {

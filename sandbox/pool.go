@@ -3,6 +3,7 @@ package sandbox
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"errors"
 	"fmt"
 	"io"
@@ -31,9 +32,6 @@ const (
 	DefaultPoolSize = 2
 	// spawnTimeout bounds a worker's start, lockdown and ready report.
 	spawnTimeout = 10 * time.Second
-	// timeoutGrace is added to a job's timeout before the monitor kills the
-	// worker itself (the worker normally reports UpstreamTimeout first).
-	timeoutGrace = 5 * time.Second
 	// exitWait bounds the wait for a worker to exit after its end frame.
 	exitWait = 2 * time.Second
 	// maxResultFrame bounds one frame from a worker.
@@ -268,8 +266,11 @@ func (p *Pool) take(ctx context.Context) (*worker, error) {
 		w.kill()
 		w.wait()
 		p.failed.Add(1)
-		if !errors.Is(err, errWorkerGone) || attempt > 0 {
+		if !errors.Is(err, errWorkerGone) {
 			return nil, err
+		}
+		if attempt > 0 {
+			return nil, &Error{Class: ClassWorkerFailed, Msg: "workers die before getting their job", Err: err}
 		}
 	}
 }
@@ -290,10 +291,18 @@ func (p *Pool) take(ctx context.Context) (*worker, error) {
 // it sent more than the limit, SandboxUnavailable when no worker passed the
 // lockdown check; or the error from emit, or the context's error.
 func (p *Pool) Run(ctx context.Context, job ipc.Job, conn *os.File, emit func(ipc.Result) error) error {
+	return p.RunSigned(ctx, job, conn, nil, emit)
+}
+
+// RunSigned is Run for a job with a client certificate (job.ClientCertPEM):
+// signer, which stays in the monitor, answers the worker's one handshake
+// signature request (see mtls.go).
+func (p *Pool) RunSigned(ctx context.Context, job ipc.Job, conn *os.File, signer crypto.Signer, emit func(ipc.Result) error) error {
 	w, err := p.take(ctx)
 	if err != nil {
 		return err
 	}
+	w.signer = signer
 	if p.hookTake != nil {
 		p.hookTake(w.pid)
 	}
@@ -318,6 +327,8 @@ type worker struct {
 
 	waitOnce sync.Once
 	state    *os.ProcessState
+
+	signer crypto.Signer // mTLS: signs for this worker's one job (monitor side)
 }
 
 // spawn starts a worker and waits for its ready frame.
@@ -535,7 +546,10 @@ func serve(ctx context.Context, w *worker, job ipc.Job, conn *os.File, emit func
 	if job.TimeoutMs > 0 {
 		timeout = min(time.Duration(job.TimeoutMs)*time.Millisecond, maxTimeout)
 	}
-	rctx, cancel := context.WithTimeout(ctx, timeout+timeoutGrace)
+	// The worker enforces the timeout itself and reports UpstreamTimeout;
+	// the monitor kills it if it outlives the timeout plus a grace period.
+	limit := timeout + min(max(timeout/10, time.Second), 5*time.Second)
+	rctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	var killed atomic.Bool
 	stop := context.AfterFunc(rctx, func() {
@@ -560,7 +574,7 @@ func serve(ctx context.Context, w *worker, job ipc.Job, conn *os.File, emit func
 		case ctx.Err() != nil:
 			return fmt.Errorf("sandbox: request abandoned: %w", ctx.Err())
 		case killed.Load():
-			return &Error{Class: ClassUpstreamTimeout, Msg: fmt.Sprintf("the request did not finish within %s; its worker was killed", timeout+timeoutGrace)}
+			return &Error{Class: ClassUpstreamTimeout, Msg: fmt.Sprintf("the request did not finish within %s; its worker was killed", limit)}
 		}
 		ex := exitOf(st)
 		msg := "the worker failed"
@@ -587,6 +601,7 @@ func serve(ctx context.Context, w *worker, job ipc.Job, conn *os.File, emit func
 	}
 
 	sawHead := false
+	signs := 0
 	var out int64
 	for {
 		var r ipc.Result
@@ -594,6 +609,15 @@ func serve(ctx context.Context, w *worker, job ipc.Job, conn *os.File, emit func
 			return failed(rerr)
 		}
 		switch r.Kind {
+		case ipc.ResultSign:
+			if w.signer == nil || len(job.ClientCertPEM) == 0 || sawHead || signs >= maxSignsPerJob {
+				return failed(errors.New("protocol violation: unexpected sign frame"))
+			}
+			signs++
+			if werr := ipc.WriteFrame(w.conn, answerSign(w.signer, r)); werr != nil {
+				return failed(werr)
+			}
+			continue
 		case ipc.ResultHead:
 			if sawHead || r.Status < 100 || r.Status > 999 {
 				return failed(errors.New("protocol violation: bad head frame"))
@@ -623,8 +647,18 @@ func serve(ctx context.Context, w *worker, job ipc.Job, conn *os.File, emit func
 					return err
 				}
 			}
-			r.Error = truncate(string(sc.Once([]byte(r.Error))), maxErrorLen)
-			if err := emit(r); err != nil {
+			// Rebuild the end frame from the fields an end may carry.
+			end := ipc.Result{
+				Kind:       ipc.ResultEnd,
+				ErrorClass: r.ErrorClass,
+				Error:      truncate(string(sc.Once([]byte(r.Error))), maxErrorLen),
+				BytesIn:    r.BytesIn,
+				BytesOut:   r.BytesOut,
+			}
+			if end.ErrorClass != "" && !knownClass(end.ErrorClass) {
+				end.ErrorClass, end.Error = ClassWorkerFailed, "the worker reported an unknown error class"
+			}
+			if err := emit(end); err != nil {
 				w.kill()
 				return err
 			}

@@ -138,19 +138,33 @@ func (m *matcher) matchAt(b []byte, i int) int {
 	return 0
 }
 
-// scan replaces needles in buf from the left, taking the longest match at
-// each position. Unless final, it stops before the last maxLen-1 bytes,
-// whose fate depends on bytes not seen yet, and returns them as rest.
-func (m *matcher) scan(dst, buf []byte, final bool) (out, rest []byte, hits int) {
-	limit := len(buf)
-	if !final {
-		limit = len(buf) - m.maxLen + 1
+// undecided reports whether a needle longer than the rest of buf could
+// still start at i: buf[i:] is a proper prefix of it.
+func (m *matcher) undecided(buf []byte, i int) bool {
+	rest := buf[i:]
+	for _, idx := range m.first[buf[i]] {
+		n := m.needles[idx]
+		if len(n) > len(rest) && bytes.HasPrefix(n, rest) {
+			return true
+		}
 	}
+	return false
+}
+
+// scan replaces needles in buf from the left, taking the longest match at
+// each position. Unless final, it stops at the first position whose
+// outcome depends on bytes not seen yet (only possible within the last
+// maxLen-1 bytes) and returns the bytes from there as rest.
+func (m *matcher) scan(dst, buf []byte, final bool) (out, rest []byte, hits int) {
+	tail := len(buf) - m.maxLen + 1 // positions from here on may be undecided
 	lit, i := 0, 0
-	for i < limit {
+	for i < len(buf) {
 		if len(m.first[buf[i]]) == 0 {
 			i++
 			continue
+		}
+		if !final && i >= tail && m.undecided(buf, i) {
+			break
 		}
 		l := m.matchAt(buf, i)
 		if l == 0 {
@@ -163,18 +177,17 @@ func (m *matcher) scan(dst, buf []byte, final bool) (out, rest []byte, hits int)
 		i += l
 		lit = i
 	}
-	if i > len(buf) {
-		i = len(buf)
-	}
 	dst = append(dst, buf[lit:i]...)
 	return dst, buf[i:], hits
 }
 
 // Scrubber removes needles from a stream split into arbitrary chunks. Write
-// returns the bytes that are safe to emit so far; it holds back the last
-// len(longest needle)-1 bytes so that a needle split across chunks is still
-// caught, and Flush returns them at the end of the stream. Matching is
-// leftmost-longest, identical to scrubbing the whole stream at once.
+// returns the bytes that are safe to emit so far. It holds back at most
+// len(longest needle)-1 bytes — only a tail that could still begin a needle
+// — so that a needle split across chunks is still caught, while a chunk
+// that ends in, say, an SSE event's "\n\n" goes out whole; Flush returns the
+// held-back bytes at the end of the stream. Matching is leftmost-longest,
+// identical to scrubbing the whole stream at once.
 // A Scrubber is not safe for concurrent use.
 type Scrubber struct {
 	m       *matcher

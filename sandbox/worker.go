@@ -68,11 +68,9 @@ func WorkerMain() int {
 		return exitLockdown
 	}
 
-	roots, err := readRoots()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "aivault-worker: error: %v\n", err)
-		return exitFailed
-	}
+	// A worker without usable roots still serves probes; a request fails
+	// (it never falls back to the system's files).
+	roots, rootsErr := readRoots()
 	if err := ipc.WriteFrame(conn, ipc.Result{Kind: ipc.ResultReady, LandlockABI: info.LandlockABI, Seccomp: info.Seccomp}); err != nil {
 		fmt.Fprintf(os.Stderr, "aivault-worker: error: send ready: %v\n", err)
 		return exitFailed
@@ -95,7 +93,15 @@ func WorkerMain() int {
 		}
 		end = runProbe(job.Probe)
 	} else {
-		end = runJob(job, sock, roots, emit)
+		if rootsErr != nil {
+			if sock != nil {
+				_ = sock.Close()
+			}
+			end = ipc.Result{ErrorClass: ClassUpstreamTLS, Error: rootsErr.Error()}
+		} else {
+			read := func(r *ipc.Result) error { return ipc.ReadFrame(conn, ipc.DefaultMaxFrame, r) }
+			end = runJobSigned(job, sock, roots, emit, workerSignFunc(emit, read))
+		}
 	}
 	wipeJob(&job)
 	end.Kind = ipc.ResultEnd

@@ -38,19 +38,23 @@ const (
 // commands returns the custom script commands (documented in README.md).
 func commands() map[string]func(ts *testscript.TestScript, neg bool, args []string) {
 	return map[string]func(ts *testscript.TestScript, neg bool, args []string){
-		"upstream":  cmdUpstream,
-		"daemon":    cmdDaemon,
-		"as":        cmdAs,
-		"useradd":   cmdUseradd,
-		"groupadd":  cmdGroupadd,
-		"noleak":    cmdNoleak,
-		"waitfile":  cmdWaitfile,
-		"jsonget":   cmdJSONGet,
-		"grepcount": cmdGrepcount,
-		"fetch":     cmdFetch,
-		"exitcode":  cmdExitcode,
-		"tamper":    cmdTamper,
-		"firstfile": cmdFirstFile,
+		"upstream":   cmdUpstream,
+		"daemon":     cmdDaemon,
+		"as":         cmdAs,
+		"useradd":    cmdUseradd,
+		"groupadd":   cmdGroupadd,
+		"noleak":     cmdNoleak,
+		"waitfile":   cmdWaitfile,
+		"jsonget":    cmdJSONGet,
+		"grepcount":  cmdGrepcount,
+		"fetch":      cmdFetch,
+		"exitcode":   cmdExitcode,
+		"tamper":     cmdTamper,
+		"firstfile":  cmdFirstFile,
+		"sigv4check": cmdSigV4Check,
+		"hmaccheck":  cmdHMACCheck,
+		"memscan":    cmdMemscan,
+		"rawsock":    cmdRawsock,
 	}
 }
 

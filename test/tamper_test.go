@@ -129,13 +129,27 @@ func cmdTamper(ts *testscript.TestScript, neg bool, args []string) {
 }
 
 // cmdFirstFile sets env NAME to the Nth (0-based) file in DIR matching GLOB,
-// sorted by name: firstfile NAME DIR GLOB [N].
+// sorted by name: firstfile [-grep STR] NAME DIR GLOB [N]. With -grep only
+// files whose content contains STR count (e.g. a record's "name":"X").
 func cmdFirstFile(ts *testscript.TestScript, neg bool, args []string) {
+	var grep string
+	if len(args) >= 2 && args[0] == "-grep" {
+		grep, args = args[1], args[2:]
+	}
 	if len(args) < 3 {
-		ts.Fatalf("usage: firstfile NAME DIR GLOB [N]")
+		ts.Fatalf("usage: firstfile [-grep STR] NAME DIR GLOB [N]")
 	}
 	matches, err := filepath.Glob(filepath.Join(ts.MkAbs(args[1]), args[2]))
 	ts.Check(err)
+	if grep != "" {
+		kept := matches[:0]
+		for _, m := range matches {
+			if b, err := os.ReadFile(m); err == nil && bytes.Contains(b, []byte(grep)) {
+				kept = append(kept, m)
+			}
+		}
+		matches = kept
+	}
 	sort.Strings(matches)
 	n := 0
 	if len(args) == 4 {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 )
 
 // Prefix is the prefix of every test-only environment variable.
@@ -19,18 +20,25 @@ const Prefix = "AIVAULT_DEV_"
 const (
 	EnvResolve = "AIVAULT_DEV_RESOLVE"      // host=ip:port[,…]: trusted local upstream, skips the address check
 	EnvCACert  = "AIVAULT_DEV_CA_CERT_PATH" // extra trusted root (PEM)
-	EnvDNS     = "AIVAULT_DEV_DNS"          // name=ip[|ip…][,…]: fake answers that DO go through the address check
-	EnvCrashAt = "AIVAULT_DEV_CRASH_AT"     // crash point name: the process exits abruptly there
+	EnvDNS     = "AIVAULT_DEV_DNS"          // name=ip[|ip…][,…]: fake answers that DO go through the address check (a name also in EnvResolve then connects there)
+	EnvCrashAt = "AIVAULT_DEV_CRASH_AT"     // crash point name[@N]: the process exits abruptly there (at the Nth time it is reached)
+	// EnvCrashTrace names a file to which every crash point reached is
+	// appended, one name a line, so tests can enumerate a command's steps.
+	EnvCrashTrace = "AIVAULT_DEV_CRASH_TRACE"
 )
 
 // Hooks is the parsed set of knobs, read once by the process that holds
 // secrets (the daemon, or the CLI executing in-process) from its own
 // environment at start.
 type Hooks struct {
-	Resolve map[string]netip.AddrPort
-	CACert  string
-	DNS     map[string][]netip.Addr
-	CrashAt string
+	Resolve    map[string]netip.AddrPort
+	CACert     string
+	DNS        map[string][]netip.Addr
+	CrashAt    string
+	CrashTrace string
+
+	crashMu   sync.Mutex
+	crashHits map[string]int
 }
 
 // DevVars lists the AIVAULT_DEV_* variables present in env.
@@ -92,14 +100,32 @@ func Load(env []string) (*Hooks, error) {
 	}
 	h.CACert = get(EnvCACert)
 	h.CrashAt = get(EnvCrashAt)
+	h.CrashTrace = get(EnvCrashTrace)
 	return h, nil
 }
 
-// Crash is a crypt.Options.CrashPoint: when name equals the configured crash
-// point the process exits at once, as a kill -9 would leave it.
+// Crash is a crypt.Options.CrashPoint: when name (or name@N, N counting
+// from 1 the times this process reached name) equals the configured crash
+// point the process exits at once with status 86, as a kill -9 would leave
+// it. With a trace file every point reached is appended to it first.
 func (h *Hooks) Crash(name string) {
-	if h != nil && h.CrashAt != "" && h.CrashAt == name {
-		fmt.Fprintf(os.Stderr, "aivault: devhooks: crashing at %s\n", name)
+	if h == nil || h.CrashAt == "" && h.CrashTrace == "" {
+		return
+	}
+	h.crashMu.Lock()
+	defer h.crashMu.Unlock()
+	if h.crashHits == nil {
+		h.crashHits = map[string]int{}
+	}
+	h.crashHits[name]++
+	if h.CrashTrace != "" {
+		if f, err := os.OpenFile(h.CrashTrace, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600); err == nil {
+			fmt.Fprintln(f, name)
+			f.Close()
+		}
+	}
+	if h.CrashAt == name || h.CrashAt == fmt.Sprintf("%s@%d", name, h.crashHits[name]) {
+		fmt.Fprintf(os.Stderr, "aivault: devhooks: crashing at %s\n", h.CrashAt)
 		os.Exit(86)
 	}
 }
