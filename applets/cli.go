@@ -29,9 +29,18 @@ func auditEvent(kind string, detail map[string]string) audit.Event {
 func newCC(cmd *cobra.Command) *cliCtx {
 	cc := &cliCtx{ctx: cmd.Context(), stdout: cmd.OutOrStdout(), stderr: cmd.ErrOrStderr(), stdin: cmd.InOrStdin()}
 	cc.passphrase = func() ([]byte, error) {
+		// Scripts prove a passphrase vault's key with a file only the
+		// operator can read (read here, by the client, as the caller).
+		if f := os.Getenv("AIVAULT_PASSPHRASE_FILE"); f != "" {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				return nil, fmt.Errorf("AIVAULT_PASSPHRASE_FILE: %w", err)
+			}
+			return bytes.TrimRight(b, "\r\n"), nil
+		}
 		pw, err := promptSecret(cc, "Vault passphrase: ")
 		if errors.Is(err, crypt.ErrVaultLocked) {
-			return nil, fmt.Errorf("%w: this vault uses a passphrase and there is no terminal to ask for it; hand it to the daemon with 'aivault unlock --passphrase-file F'", err)
+			return nil, fmt.Errorf("%w: this vault uses a passphrase and there is no terminal to ask for it; set AIVAULT_PASSPHRASE_FILE=F for operator commands, and hand the key to the daemon with 'aivault unlock --passphrase-file F'", err)
 		}
 		return pw, err
 	}

@@ -215,6 +215,8 @@ func (e *engine) audit() (*audit.Log, error) {
 const (
 	internalPrefix = "_aivault."
 	auditKeyName   = internalPrefix + "audit-key"
+	// stateAnchorName marks a vault that has saved broker.json at least once.
+	stateAnchorName = internalPrefix + "state-anchor"
 )
 
 func isInternalSecret(name string) bool { return strings.HasPrefix(name, internalPrefix) }
@@ -279,12 +281,36 @@ func (e *engine) loadState() (*policy.State, error) {
 	st := policy.NewState()
 	if err := e.vault.LoadState(k, stateName, st); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
+			// A vault that ever saved broker state carries an internal
+			// anchor record: a missing broker.json is then a deletion (it
+			// would silently drop every grant and policy), not a fresh vault.
+			if _, ferr := e.vault.FindSecret(stateAnchorName, policy.ScopeGlobal, "", ""); ferr == nil {
+				return nil, &policy.Error{Class: "StateTampered", Msg: "broker.json is missing, but this vault has saved credentials and policy before",
+					Hint: "restore broker.json from a backup; deleting it would silently drop every grant, binding and policy"}
+			}
 			return policy.NewState(), nil
 		}
 		return nil, mapCryptErr(err)
 	}
 	st.Normalize()
 	return st, nil
+}
+
+// ensureStateAnchor records (once) that this vault has broker state.
+func (e *engine) ensureStateAnchor(k *crypt.Key) error {
+	if _, err := e.vault.FindSecret(stateAnchorName, policy.ScopeGlobal, "", ""); err == nil {
+		return nil
+	}
+	raw := make([]byte, 16)
+	if _, err := rand.Read(raw); err != nil {
+		return err
+	}
+	_, err := e.vault.CreateSecret(k, crypt.SecretMeta{Name: stateAnchorName, Scope: policy.ScopeGlobal}, raw)
+	clear(raw)
+	if err != nil && !errors.Is(err, crypt.ErrNameTaken) {
+		return mapCryptErr(err)
+	}
+	return nil
 }
 
 // mutateState loads, changes and saves broker.json under its lock.
@@ -310,7 +336,10 @@ func (e *engine) mutateState(fn func(st *policy.State, infos []policy.SecretInfo
 		return err
 	}
 	st.Normalize()
-	return mapCryptErr(e.vault.SaveState(k, stateName, st))
+	if err := e.vault.SaveState(k, stateName, st); err != nil {
+		return mapCryptErr(err)
+	}
+	return e.ensureStateAnchor(k)
 }
 
 func (e *engine) secretInfos() ([]policy.SecretInfo, error) {

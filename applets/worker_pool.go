@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -163,6 +164,11 @@ func (e *engine) oauthToken(ctx context.Context, cred *policy.Credential, values
 		return nil, err
 	}
 	if status != 200 {
+		// RFC 6749 §5.2: a refused grant is a 400 with {"error": code}.
+		var pe *policy.Error
+		if _, _, _, perr := policy.ParseOAuth2TokenResponse(resp.Bytes()); errors.As(perr, &pe) && pe.Class == policy.ClassAccessDenied {
+			return nil, perr
+		}
 		return nil, policy.Errorf(policy.ClassUpstreamUnreachable, "the OAuth2 token endpoint answered HTTP %d", status).WithHint("the stored grant may be revoked; store a fresh one with 'aivault secrets rotate'")
 	}
 	access, refresh, expiresIn, err := policy.ParseOAuth2TokenResponse(resp.Bytes())

@@ -18,7 +18,7 @@ func TestKeyDerivations(t *testing.T) {
 	k3, _ := KeyFromBytes(bytes.Repeat([]byte{8}, 32))
 	defer k3.Destroy()
 
-	if !kekIDRe.MatchString(k1.ID()) || k1.ID() != k2.ID() || k1.ID() == k3.ID() {
+	if !kekIDRe().MatchString(k1.ID()) || k1.ID() != k2.ID() || k1.ID() == k3.ID() {
 		t.Fatalf("ids %s %s %s", k1.ID(), k2.ID(), k3.ID())
 	}
 	a, _ := k1.DeriveKey("audit chain")

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 
@@ -53,18 +54,18 @@ const (
 )
 
 var (
-	nameRe   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,127}$`)
-	idRe     = regexp.MustCompile(`^sec_[a-z2-7]{20}$`)
+	nameRe   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,127}$`) })
+	idRe     = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^sec_[a-z2-7]{20}$`) })
 	idBase32 = base32.StdEncoding.WithPadding(base32.NoPadding)
 )
 
 // ValidName reports whether s is an acceptable secret name or alias:
 // ^[A-Za-z_][A-Za-z0-9_.-]{0,127}$.
-func ValidName(s string) bool { return nameRe.MatchString(s) }
+func ValidName(s string) bool { return nameRe().MatchString(s) }
 
 // ValidID reports whether s has the form of a secret id ("sec_" + 20 base32
 // characters).
-func ValidID(s string) bool { return idRe.MatchString(s) }
+func ValidID(s string) bool { return idRe().MatchString(s) }
 
 // newSecretID returns "sec_" + 20 random lowercase base32 characters (100 bits).
 func newSecretID() (string, error) {
@@ -199,7 +200,7 @@ func (r *record) validate() error {
 	}
 	seen := map[string]bool{}
 	for _, w := range r.Wraps {
-		if !kekIDRe.MatchString(w.KEKID) || len(w.DEK) != wrappedDEKLen || seen[w.KEKID] {
+		if !kekIDRe().MatchString(w.KEKID) || len(w.DEK) != wrappedDEKLen || seen[w.KEKID] {
 			return fmt.Errorf("malformed key wrap")
 		}
 		seen[w.KEKID] = true

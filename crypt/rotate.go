@@ -105,7 +105,7 @@ func (v *Vault) RotateMaster(old *Key, to InitOptions, newRaw []byte) (*Key, err
 		case ProviderEnv:
 			pend.EnvVar = m.EnvVar
 			if to.EnvVar != "" {
-				if !envVarRe.MatchString(to.EnvVar) {
+				if !envVarRe().MatchString(to.EnvVar) {
 					return fmt.Errorf("%w: bad environment variable name %q", ErrInvalid, to.EnvVar)
 				}
 				pend.EnvVar = to.EnvVar

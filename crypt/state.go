@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 )
 
 // State file format: D/<name>.json
@@ -33,7 +34,7 @@ const (
 	maxStateMACs = 4
 )
 
-var stateNameRe = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,63}$`)
+var stateNameRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z][a-z0-9_-]{0,63}$`) })
 
 type stateFile struct {
 	Format  string          `json:"format"`
@@ -52,7 +53,7 @@ type stateMAC struct {
 // D/broker.json, MAC label "broker".
 func stateBase(name string) (string, error) {
 	base := strings.TrimSuffix(name, ".json")
-	if !stateNameRe.MatchString(base) || base == "vault" {
+	if !stateNameRe().MatchString(base) || base == "vault" {
 		return "", fmt.Errorf("%w: bad state name %q (want ^[a-z][a-z0-9_-]{0,63}$, not \"vault\")", ErrInvalid, name)
 	}
 	return base, nil
@@ -87,7 +88,7 @@ func parseState(data []byte, base string) (*stateFile, error) {
 		return nil, stateTampered(base, "missing body")
 	}
 	for _, m := range sf.MACs {
-		if !kekIDRe.MatchString(m.KEKID) || len(m.MAC) != sha256.Size {
+		if !kekIDRe().MatchString(m.KEKID) || len(m.MAC) != sha256.Size {
 			return nil, stateTampered(base, "malformed MAC")
 		}
 	}
@@ -212,7 +213,7 @@ func (v *Vault) stateNames() ([]string, error) {
 	var out []string
 	for _, e := range ents {
 		base, ok := strings.CutSuffix(e.Name(), ".json")
-		if !ok || isTemp(e.Name()) || !e.Type().IsRegular() || base == "vault" || !stateNameRe.MatchString(base) {
+		if !ok || isTemp(e.Name()) || !e.Type().IsRegular() || base == "vault" || !stateNameRe().MatchString(base) {
 			continue
 		}
 		data, err := readFileLimited(filepath.Join(v.paths.Dir, e.Name()), maxStateSize)

@@ -164,8 +164,8 @@ type previousKey struct {
 }
 
 var (
-	kekIDRe  = regexp.MustCompile(`^kek_[0-9a-f]{32}$`)
-	envVarRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
+	kekIDRe  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^kek_[0-9a-f]{32}$`) })
+	envVarRe = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`) })
 )
 
 func (p *kdfParams) argon() ArgonParams {
@@ -195,7 +195,7 @@ func (m *vaultMeta) validate() error {
 	if m.Version != metaVersion {
 		return fmt.Errorf("%w: vault.json version %d is not supported (this aivault reads version %d)", ErrInvalid, m.Version, metaVersion)
 	}
-	if !kekIDRe.MatchString(m.KEKID) || !validCheck(m.Check) {
+	if !kekIDRe().MatchString(m.KEKID) || !validCheck(m.Check) {
 		return fmt.Errorf("%w: vault.json has a malformed key id or check value", ErrInvalid)
 	}
 	switch m.Provider {
@@ -208,14 +208,14 @@ func (m *vaultMeta) validate() error {
 			return fmt.Errorf("vault.json: %w", err)
 		}
 	case ProviderEnv:
-		if !envVarRe.MatchString(m.EnvVar) {
+		if !envVarRe().MatchString(m.EnvVar) {
 			return fmt.Errorf("%w: vault.json: bad environment variable name", ErrInvalid)
 		}
 	default:
 		return fmt.Errorf("%w: vault.json: unknown key provider %q", ErrInvalid, m.Provider)
 	}
 	if p := m.Pending; p != nil {
-		if !kekIDRe.MatchString(p.KEKID) || !validCheck(p.Check) {
+		if !kekIDRe().MatchString(p.KEKID) || !validCheck(p.Check) {
 			return fmt.Errorf("%w: vault.json: malformed pending key", ErrInvalid)
 		}
 		if p.KDF != nil {
@@ -223,11 +223,11 @@ func (m *vaultMeta) validate() error {
 				return fmt.Errorf("vault.json pending key: %w", err)
 			}
 		}
-		if p.EnvVar != "" && !envVarRe.MatchString(p.EnvVar) {
+		if p.EnvVar != "" && !envVarRe().MatchString(p.EnvVar) {
 			return fmt.Errorf("%w: vault.json: bad pending environment variable name", ErrInvalid)
 		}
 	}
-	if m.Previous != nil && !kekIDRe.MatchString(m.Previous.KEKID) {
+	if m.Previous != nil && !kekIDRe().MatchString(m.Previous.KEKID) {
 		return fmt.Errorf("%w: vault.json: malformed previous key id", ErrInvalid)
 	}
 	if m.Pending != nil && m.Previous != nil {
@@ -545,7 +545,7 @@ func validateKeyChoice(prov ProviderKind, p Paths, o InitOptions) error {
 			}
 		}
 	case ProviderEnv:
-		if !envVarRe.MatchString(o.EnvVar) {
+		if !envVarRe().MatchString(o.EnvVar) {
 			return fmt.Errorf("%w: the env key provider needs a valid environment variable name, got %q", ErrInvalid, o.EnvVar)
 		}
 	default:

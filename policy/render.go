@@ -448,6 +448,12 @@ func (rc *rnCtx) sigV4(out *Outgoing, s *AuthSigV4, now time.Time) error {
 	if perr != nil || u.Host != out.Host {
 		return Errorf(ClassInvalidRequest, "cannot build the URL to sign")
 	}
+	// The signer re-encodes the query from its parsed form and that form is
+	// what is sent; a pair the parser drops (a ';' separator) would vanish
+	// from the request unnoticed, so refuse it instead.
+	if _, qerr := url.ParseQuery(out.RawQuery); qerr != nil {
+		return Errorf(ClassInvalidRequest, "aws_sig_v4 requests need a plain '&'-separated query; percent-encode ';' as %%3B")
+	}
 	u.RawQuery = out.RawQuery
 	hdr := make(http.Header, len(out.Headers)+4)
 	for _, h := range out.Headers {

@@ -55,6 +55,7 @@ func commands() map[string]func(ts *testscript.TestScript, neg bool, args []stri
 		"hmaccheck":  cmdHMACCheck,
 		"memscan":    cmdMemscan,
 		"rawsock":    cmdRawsock,
+		"exclusive":  cmdExclusive,
 	}
 }
 

@@ -488,6 +488,11 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"ok": true})
 	case p == "/token":
 		s.token(w, r, q, body)
+	case p == "/token/rotate" || p == "/token/fail":
+		// The same switches as path segments, for clients (aivault) whose
+		// token endpoint URL may not carry a query.
+		q.Set(strings.TrimPrefix(p, "/token/"), "1")
+		s.token(w, r, q, body)
 	case p == "/echo-auth":
 		echoAuth(w, r)
 	default:
