@@ -184,6 +184,13 @@ func agentAccount() bool {
 	if os.Getuid() == 0 {
 		return false
 	}
+	// The vault user is in group aivault too ('aivault setup agent-access'
+	// adds it): it owns the shared socket directory.
+	if fi, err := os.Lstat(sharedSocketDir); err == nil && fi.IsDir() {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) == os.Getuid() {
+			return false
+		}
+	}
 	if os.Getgid() == gid {
 		// The vault owner's private group may be named aivault (useradd's default).
 		if u, err := user.LookupId(strconv.Itoa(os.Getuid())); err == nil && u.Username == "aivault" {

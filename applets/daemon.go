@@ -126,6 +126,10 @@ func runDaemon(ctx context.Context, o daemonOpts, stderr io.Writer) error {
 	}
 	v, err := crypt.Open(lay.Paths, crypt.Options{CrashPoint: hooks.Crash})
 	if err != nil {
+		if errors.Is(err, crypt.ErrNoVault) && agentAccount() {
+			return &policy.Error{Class: "NoVault", Msg: "this is an agent account (group aivault): it owns no vault and runs no daemon",
+				Hint: "agents use the shared daemon at " + sharedSocketPath + "; the vault user starts it"}
+		}
 		if errors.Is(err, crypt.ErrNoVault) {
 			return &policy.Error{Class: "NoVault", Msg: "no vault at " + lay.Dir, Hint: "as the vault owner run 'aivault status' (creates a file-key vault) or 'aivault init'; aivaultd never creates one"}
 		}
@@ -166,7 +170,9 @@ func runDaemon(ctx context.Context, o daemonOpts, stderr io.Writer) error {
 		}
 		eng.setKey(k, 0)
 	case crypt.ProviderEnv:
-		k, err := v.Unlock(crypt.KeySource{Lookup: os.LookupEnv})
+		// The variable, or under systemd the credential aivault-kek
+		// (LoadCredential=, see 'aivault setup systemd').
+		k, err := v.Unlock(crypt.KeySource{Lookup: envKeyLookup})
 		if err != nil {
 			return mapCryptErr(err)
 		}

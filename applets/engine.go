@@ -55,9 +55,13 @@ type engine struct {
 	poolCfg sandbox.PoolConfig
 	pool    *sandbox.Pool
 
-	auditMu  sync.Mutex
-	auditLog *audit.Log
-	noDisk   bool
+	auditMu sync.Mutex
+	// pending holds audit events recorded while the vault was locked.
+	pendingMu      sync.Mutex
+	pending        []audit.Event
+	pendingDropped int
+	auditLog       *audit.Log
+	noDisk         bool
 
 	dnsMu   sync.Mutex
 	dnsSeen map[string]int
@@ -173,9 +177,23 @@ func (e *engine) record(p *peer, ev audit.Event) {
 	}
 	l, err := e.audit()
 	if err != nil {
+		var pe *policy.Error
+		if errors.As(err, &pe) && pe.Class == policy.ClassVaultLocked {
+			// A locked passphrase vault cannot open the audit key yet: keep
+			// the event (bounded) and write it, in order, at unlock.
+			e.pendingMu.Lock()
+			if len(e.pending) < maxPendingAudit {
+				e.pending = append(e.pending, ev)
+			} else {
+				e.pendingDropped++
+			}
+			e.pendingMu.Unlock()
+			return
+		}
 		fmt.Fprintf(e.logw, "aivault: warning: audit log unavailable: %v\n", err)
 		return
 	}
+	e.flushPending(l)
 	if ev.Kind == "connection.refused" {
 		key := "unknown"
 		if p != nil {
@@ -186,6 +204,27 @@ func (e *engine) record(p *peer, ev audit.Event) {
 		err = l.Append(ev)
 	}
 	if err != nil {
+		fmt.Fprintf(e.logw, "aivault: warning: audit append failed: %v\n", err)
+	}
+}
+
+// maxPendingAudit bounds the events kept while a passphrase vault is locked.
+const maxPendingAudit = 4096
+
+// flushPending writes the events recorded while the vault was locked.
+func (e *engine) flushPending(l *audit.Log) {
+	e.pendingMu.Lock()
+	evs, dropped := e.pending, e.pendingDropped
+	e.pending, e.pendingDropped = nil, 0
+	e.pendingMu.Unlock()
+	if dropped > 0 {
+		evs = append(evs, audit.Event{TsMs: e.now().UnixMilli(), Kind: "audit.dropped", Decision: "deny", Count: dropped,
+			Reason: "events while the vault was locked exceeded the in-memory buffer"})
+	}
+	if len(evs) == 0 {
+		return
+	}
+	if err := l.AppendBatch(evs); err != nil {
 		fmt.Fprintf(e.logw, "aivault: warning: audit append failed: %v\n", err)
 	}
 }

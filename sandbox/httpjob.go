@@ -8,7 +8,6 @@ import (
 	"compress/zlib"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"io"
 	"net"
@@ -44,13 +43,13 @@ const (
 
 // runJob performs the job's request over sock and streams the sanitised
 // response through emit. It returns the end frame (without Kind).
-func runJob(job ipc.Job, sock *os.File, roots *x509.CertPool, emit func(ipc.Result) error) ipc.Result {
+func runJob(job ipc.Job, sock *os.File, roots *rootSet, emit func(ipc.Result) error) ipc.Result {
 	return runJobSigned(job, sock, roots, emit, nil)
 }
 
 // runJobSigned is runJob with a way to have the monitor sign for the job's
 // client certificate (mTLS; nil: a job with a certificate fails).
-func runJobSigned(job ipc.Job, sock *os.File, roots *x509.CertPool, emit func(ipc.Result) error, sign signFunc) ipc.Result {
+func runJobSigned(job ipc.Job, sock *os.File, roots *rootSet, emit func(ipc.Result) error, sign signFunc) ipc.Result {
 	sc := NewScrubber(Needles(job.Scrub, job.ResponseBlock))
 	defer sc.Wipe()
 	var cc *countingConn
@@ -97,13 +96,14 @@ func runJobSigned(job ipc.Job, sock *os.File, roots *x509.CertPool, emit func(ip
 
 	cc = &countingConn{Conn: nc}
 	cc.readLimit.Store(maxHeaderBytes)
-	tc := tls.Client(cc, &tls.Config{
+	tcfg := &tls.Config{
 		ServerName:   job.ServerName,
-		RootCAs:      roots,
 		MinVersion:   tls.VersionTLS12,
 		NextProtos:   []string{"http/1.1"},
 		Certificates: clientCerts,
-	})
+	}
+	roots.configure(tcfg, job.ServerName, time.Now) // verification against the roots (roots.go)
+	tc := tls.Client(cc, tcfg)
 	defer tc.Close()
 	if err := tc.HandshakeContext(ctx); err != nil {
 		return fail(classify(err, ClassUpstreamTLS, "TLS handshake with "+job.ServerName+" failed: "+err.Error()))

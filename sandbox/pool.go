@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"errors"
@@ -65,6 +64,10 @@ type PoolConfig struct {
 	// Credential, when set, runs workers as this uid/gid (for example an
 	// unprivileged account when the monitor runs as root).
 	Credential *syscall.Credential
+
+	// rootsDER is RootsPEM decoded once (withDefaults): what the workers
+	// are sent (see roots.go).
+	rootsDER []byte
 }
 
 func (c PoolConfig) withDefaults() PoolConfig {
@@ -79,6 +82,9 @@ func (c PoolConfig) withDefaults() PoolConfig {
 	}
 	if c.Stderr == nil {
 		c.Stderr = os.Stderr
+	}
+	if c.rootsDER == nil {
+		c.rootsDER = rootsDER(c.RootsPEM)
 	}
 	return c
 }
@@ -385,7 +391,7 @@ func spawn(ctx context.Context, cfg PoolConfig, sp *spawner) (*worker, error) {
 	_ = childEnd.Close()
 	_ = pr.Close()
 	w := &worker{cmd: cmd, conn: uc, pid: cmd.Process.Pid, tail: tail, sp: sp}
-	roots := bytes.Clone(cfg.RootsPEM)
+	roots := cfg.rootsDER // immutable once withDefaults made it: shared, not copied
 	go func() {
 		_, _ = pw.Write(roots) // fails with EPIPE if the worker died; it is checked below
 		_ = pw.Close()

@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -15,7 +14,7 @@ import (
 // Descriptors a worker is started with.
 const (
 	jobFD   = 3 // unix SOCK_STREAM: job in, results out
-	rootsFD = 4 // pipe: TLS roots (PEM), closed by the monitor after writing
+	rootsFD = 4 // pipe: TLS roots (DER, see roots.go), closed by the monitor after writing
 )
 
 // Environment variables the monitor sets for a worker (the rest of the
@@ -33,7 +32,7 @@ const (
 	exitLockdown = 3 // the sandbox could not be established
 )
 
-// maxRootsBytes bounds the PEM bundle read from the roots pipe.
+// maxRootsBytes bounds the roots read from the roots pipe.
 const maxRootsBytes = 16 << 20
 
 // WorkerMain is the entry point of the "aivault-worker" applet. It refuses
@@ -129,23 +128,20 @@ func checkWorkerFDs() error {
 	return nil
 }
 
-// readRoots reads the PEM bundle from the roots pipe and parses it. An empty
-// or unparsable bundle is an error: the worker never falls back to files.
-func readRoots() (*x509.CertPool, error) {
+// readRoots reads the roots (concatenated DER, see roots.go) from the roots
+// pipe and indexes them. An empty or unusable set is an error: the worker
+// never falls back to files.
+func readRoots() (*rootSet, error) {
 	f := os.NewFile(rootsFD, "roots")
 	defer f.Close()
-	pem, err := io.ReadAll(io.LimitReader(f, maxRootsBytes+1))
+	der, err := io.ReadAll(io.LimitReader(f, maxRootsBytes+1))
 	if err != nil {
 		return nil, fmt.Errorf("read TLS roots: %w", err)
 	}
-	if len(pem) > maxRootsBytes {
+	if len(der) > maxRootsBytes {
 		return nil, fmt.Errorf("TLS roots exceed %d bytes", maxRootsBytes)
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, errors.New("no TLS root certificates were handed to the worker")
-	}
-	return pool, nil
+	return newRootSet(der)
 }
 
 // wipeJob zeroes the secret-bearing parts of a job.

@@ -593,16 +593,25 @@ func daemonStart(ts *testscript.TestScript, st *scriptState, neg bool, name, key
 
 // cmdAs runs a command as another unix user:
 //
-//	as USER [-u NAME]... [NAME=VALUE]... cmd args...
+//	as USER [-i] [-u NAME]... [NAME=VALUE]... cmd args...
+//
+// -i starts from an empty environment (a clean login: PATH, HOME, USER,
+// LOGNAME and the NAME=VALUE given, nothing of the script's).
 func cmdAs(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) < 2 {
-		ts.Fatalf("usage: as USER [-u NAME]... [NAME=VALUE]... cmd args...")
+		ts.Fatalf("usage: as USER [-i] [-u NAME]... [NAME=VALUE]... cmd args...")
 	}
 	u := lookupUser(ts, "as", args[0])
 	rest := args[1:]
 	// env(1) wants its -u options before any NAME=VALUE.
 	var unset, assign []string
+	clean := false
 	for len(rest) > 0 {
+		if rest[0] == "-i" {
+			clean = true
+			rest = rest[1:]
+			continue
+		}
 		if rest[0] == "-u" && len(rest) > 1 {
 			unset = append(unset, "-u", rest[1])
 			rest = rest[2:]
@@ -619,7 +628,11 @@ func cmdAs(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("as: missing command")
 	}
 	argv := []string{"--reuid", u.Uid, "--regid", u.Gid, "--init-groups", "--", "env"}
-	argv = append(argv, unset...)
+	if clean {
+		argv = append(argv, "-i", "PATH="+ts.Getenv("PATH"))
+	} else {
+		argv = append(argv, unset...)
+	}
 	argv = append(argv, "HOME="+u.HomeDir, "USER="+u.Username, "LOGNAME="+u.Username)
 	argv = append(argv, assign...)
 	argv = append(argv, rest...)
