@@ -169,7 +169,13 @@ func opDoctor(_ context.Context, e *engine, _ *peer, _ json.RawMessage) (any, er
 		add("records", "FAIL", err.Error(), "")
 	case bad == 0:
 		n, _ := e.vault.ListSecrets()
-		add("records", "PASS", fmt.Sprintf("%d record(s) authenticate", len(n)), "")
+		user := 0
+		for _, m := range n {
+			if !isInternalSecret(m.Name) {
+				user++
+			}
+		}
+		add("records", "PASS", fmt.Sprintf("%d secret(s) authenticate (and %d internal record(s))", user, len(n)-user), "")
 	}
 	if st, err := e.loadState(); err != nil {
 		add("broker.json", "FAIL", err.Error(), "restore broker.json from a backup, or remove it to reset credentials and policy")
