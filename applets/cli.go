@@ -421,7 +421,7 @@ func newLockCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			sock := advertisedSocket(lay)
+			sock := controlSocket(lay)
 			if !socketLive(sock) {
 				fmt.Fprintln(cc.stdout, "no daemon is running; the key is not held anywhere")
 				return nil
@@ -544,13 +544,28 @@ func runningDaemonArgs(cc *cliCtx, lay layout) []string {
 	return st.Daemon.Args
 }
 
+// controlSocket is the daemon 'lock' and 'daemon stop' talk to: the one
+// every other command uses when AIVAULTD_SOCKET names it, else the vault's
+// advertised socket. (Without this an agent pointed at a shared daemon was
+// told "not running", exit 0, instead of the daemon's AccessDenied.)
+func controlSocket(lay layout) string {
+	if s := os.Getenv("AIVAULTD_SOCKET"); s != "" && os.Getenv("AIVAULTD_DISABLE") != "1" {
+		return s
+	}
+	sock := advertisedSocket(lay)
+	if !socketLive(sock) && agentAccount() && socketLive(sharedSocketPath) {
+		return sharedSocketPath
+	}
+	return sock
+}
+
 func stopDaemon(cmd *cobra.Command, quiet bool) error {
 	cc := newCC(cmd)
 	lay, err := resolveLayout(os.Getenv)
 	if err != nil {
 		return err
 	}
-	sock := advertisedSocket(lay)
+	sock := controlSocket(lay)
 	if !socketLive(sock) {
 		if !quiet {
 			fmt.Fprintln(cc.stdout, "aivaultd is not running")

@@ -44,6 +44,17 @@ type envelopeRequest struct {
 	BodyFilePath   string            `json:"bodyFilePath,omitempty"`
 }
 
+// parseEnvelope decodes a --request envelope strictly (unknown fields, a
+// "url" or "host" in particular, and trailing data are refused). It is pure:
+// no file named in the envelope is read here.
+func parseEnvelope(raw []byte) (envelope, error) {
+	var env envelope
+	if err := ipc.DecodeStrict(raw, &env); err != nil {
+		return envelope{}, policy.Errorf(policy.ClassInvalidRequest, "the request envelope is not valid: %v", strings.TrimPrefix(err.Error(), "ipc: malformed frame: ")).WithHint("fields: capability, credential, request{method, path, headers[{name,value}], body | multipart + multipartFiles | bodyFilePath}; hosts and URLs come from policy, never from the caller")
+	}
+	return env, nil
+}
+
 func newInvokeCmds(parent string) []*cobra.Command {
 	mk := func(use string, aliases []string, mode string, short string) *cobra.Command {
 		var f invokeFlags
@@ -116,9 +127,9 @@ func buildInvoke(cc *cliCtx, args []string, f *invokeFlags) (invokeArgs, error) 
 				return a, fmt.Errorf("--request-file: %w", err)
 			}
 		}
-		var env envelope
-		if err := ipc.DecodeStrict(raw, &env); err != nil {
-			return a, policy.Errorf(policy.ClassInvalidRequest, "the request envelope is not valid: %v", strings.TrimPrefix(err.Error(), "ipc: malformed frame: ")).WithHint("fields: capability, credential, request{method, path, headers[{name,value}], body | multipart + multipartFiles | bodyFilePath}; hosts and URLs come from policy, never from the caller")
+		env, err := parseEnvelope(raw)
+		if err != nil {
+			return a, err
 		}
 		if len(args) == 1 && env.Capability != "" && env.Capability != args[0] {
 			return a, usagef("the envelope names %s but the command line names %s", env.Capability, args[0])

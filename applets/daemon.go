@@ -87,6 +87,8 @@ type daemon struct {
 	wg       sync.WaitGroup
 	mu       sync.Mutex
 	perUID   map[int]int
+	conns    map[*net.UnixConn]struct{}
+	stopping context.Context
 	lastConn time.Time
 	stop     context.CancelFunc
 	abi      int
@@ -197,7 +199,7 @@ func runDaemon(ctx context.Context, o daemonOpts, stderr io.Writer) error {
 	}
 	eng.pool = pool
 
-	d := &daemon{eng: eng, opts: o, log: log, perUID: map[int]int{}, ownerUID: os.Getuid(), sockGID: -1, abi: sup.LandlockABI, seccomp: sup.SeccompAvailable}
+	d := &daemon{eng: eng, opts: o, log: log, perUID: map[int]int{}, conns: map[*net.UnixConn]struct{}{}, ownerUID: os.Getuid(), sockGID: -1, abi: sup.LandlockABI, seccomp: sup.SeccompAvailable}
 	ln, err := d.listen(lay)
 	if err != nil {
 		return err
@@ -358,9 +360,19 @@ func (d *daemon) serve(parent context.Context, ln *net.UnixListener) error {
 	ctx, cancel := context.WithCancel(parent)
 	d.stop = cancel
 	defer cancel()
+	// Requests run under their own context: SIGTERM stops accepting and
+	// ends idle connections, but lets requests in flight finish (drain).
+	reqCtx, reqCancel := context.WithCancel(context.WithoutCancel(parent))
+	defer reqCancel()
+	d.stopping = ctx
 	go func() {
 		<-ctx.Done()
 		ln.Close()
+		d.mu.Lock()
+		for c := range d.conns {
+			_ = c.SetReadDeadline(time.Now()) // wake connections waiting for their next call
+		}
+		d.mu.Unlock()
 	}()
 	if d.opts.autostarted {
 		go d.idleWatch(ctx)
@@ -388,7 +400,7 @@ func (d *daemon) serve(parent context.Context, ln *net.UnixListener) error {
 			// probe) or a refused peer does not count.
 			go func() {
 				defer d.wg.Done()
-				if d.handleConn(ctx, c) {
+				if d.handleConn(reqCtx, c) {
 					served.Do(cancel)
 				}
 			}()
@@ -396,7 +408,7 @@ func (d *daemon) serve(parent context.Context, ln *net.UnixListener) error {
 		}
 		go func() {
 			defer d.wg.Done()
-			d.handleConn(ctx, c)
+			d.handleConn(reqCtx, c)
 		}()
 	}
 	d.log.Info("aivaultd stopping: draining in-flight requests")
@@ -405,7 +417,8 @@ func (d *daemon) serve(parent context.Context, ln *net.UnixListener) error {
 	select {
 	case <-done:
 	case <-time.After(30 * time.Second):
-		d.log.Warn("drain timed out")
+		d.log.Warn("drain timed out; abandoning the requests still in flight")
+		reqCancel()
 	}
 	return nil
 }
@@ -500,7 +513,18 @@ func (d *daemon) handleConn(ctx context.Context, c *net.UnixConn) (requested boo
 		return
 	}
 	proven := false
+	d.mu.Lock()
+	d.conns[c] = struct{}{}
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		delete(d.conns, c)
+		d.mu.Unlock()
+	}()
 	for {
+		if d.stopping != nil && d.stopping.Err() != nil {
+			return // shutting down: no new calls on this connection
+		}
 		_ = c.SetReadDeadline(time.Now().Add(idleCallTimeout))
 		payload, err := ipc.ReadRawFrame(c, ipc.DefaultMaxFrame)
 		if err != nil {

@@ -49,7 +49,7 @@ func (e *engine) rootsPEM() ([]byte, error) {
 // runtime from keeping /sys/fs/cgroup/cpu files open for the worker's life:
 // a locked-down worker holds no file at all.
 func workerEnv() []string {
-	return []string{"LANG=C", "GOTRACEBACK=none", "GODEBUG=containermaxprocs=0,updatemaxprocs=0"}
+	return []string{"LANG=C", "GOTRACEBACK=none", "GODEBUG=containermaxprocs=0,updatemaxprocs=0", "GOMAXPROCS=1"}
 }
 
 func (e *engine) basePoolConfig(size int, insecure bool) (sandbox.PoolConfig, error) {

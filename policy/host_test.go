@@ -109,3 +109,35 @@ func FuzzHostNormalize(f *testing.F) {
 		}
 	})
 }
+
+// FuzzMatchHostPattern: a match is never a look-alike. An exact pattern
+// matches only the same name (case and one trailing dot aside); a "*.suffix"
+// pattern matches only names ending in ".suffix" at a label boundary, with at
+// least one label before it and never the apex.
+func FuzzMatchHostPattern(f *testing.F) {
+	f.Add("api.openai.com", "api.openai.com.evil.test")
+	f.Add("*.openai.azure.com", "tenant.openai.azure.com")
+	f.Add("*.openai.azure.com", "evilopenai.azure.com")
+	f.Add("*.openai.azure.com", "openai.azure.com.")
+	f.Add("API.openai.com.", "api.OPENAI.com")
+	f.Add("*.a.b", "*.a.b")
+	f.Fuzz(func(t *testing.T, pattern, host string) {
+		if !MatchHostPattern(pattern, host) {
+			return
+		}
+		p := strings.TrimSuffix(strings.ToLower(pattern), ".")
+		h := strings.TrimSuffix(strings.ToLower(host), ".")
+		if h == "" {
+			t.Fatalf("%q matched an empty host", pattern)
+		}
+		if rest, ok := strings.CutPrefix(p, "*."); ok {
+			if !strings.HasSuffix(h, "."+rest) || len(h) <= len(rest)+1 || strings.Contains(strings.TrimSuffix(h, "."+rest), "*") {
+				t.Fatalf("wildcard %q matched %q", pattern, host)
+			}
+			return
+		}
+		if p != h {
+			t.Fatalf("%q matched %q", pattern, host)
+		}
+	})
+}

@@ -8,6 +8,7 @@ import (
 	"net/textproto"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 )
 
 // BodyMode says how a Request carries its body.
@@ -264,6 +265,12 @@ func rqCheckPathSyntax(p string) error {
 		case !rqIsPathChar(c):
 			return Errorf(ClassInvalidRequest, "character %q is not allowed in a path; percent-encode it", rune(c))
 		}
+	}
+	// Escaped bytes must decode to valid UTF-8: an overlong form such as
+	// %c0%ae or %e0%80%ae (a '.' to a lax decoder) or %c0%af ('/') would
+	// otherwise pass the checks above and become traversal upstream.
+	if dec, err := url.PathUnescape(p); err == nil && !utf8.ValidString(dec) {
+		return Errorf(ClassPolicyViolation, "path traversal is not allowed (escaped bytes that are not valid UTF-8, e.g. an overlong encoding)")
 	}
 	return nil
 }

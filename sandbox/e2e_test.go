@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -469,13 +470,18 @@ func TestIdleWorkerSurvives(t *testing.T) {
 func TestDeadIdleWorkerIsReplaced(t *testing.T) {
 	u := newUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
 	p := newTestPool(t, u, 1)
-	w := <-p.idle
-	w.kill()
+	pollTrue(t, func() bool { return p.Stats().Idle == 1 })
+	kids := childWorkers(t)
+	if len(kids) != 1 {
+		t.Fatalf("expected one idle worker, found %v", kids)
+	}
+	if err := syscall.Kill(kids[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
 	pollTrue(t, func() bool { // SIGKILL is asynchronous: wait for the zombie
-		st, err := readStatus("/proc/" + strconv.Itoa(w.pid) + "/status")
+		st, err := readStatus("/proc/" + strconv.Itoa(kids[0]) + "/status")
 		return err == nil && strings.HasPrefix(st["State"], "Z")
 	})
-	p.idle <- w
 	c, err := runJobOn(t, p, u, ipc.Job{Target: "/"})
 	if err != nil || c.body.String() != "ok" {
 		t.Fatalf("err=%v body=%q", err, c.body.String())
@@ -483,4 +489,28 @@ func TestDeadIdleWorkerIsReplaced(t *testing.T) {
 	if st := p.Stats(); st.Failed != 1 || st.Served != 1 {
 		t.Fatalf("stats = %+v", st)
 	}
+}
+
+// childWorkers lists this process's worker children (live or zombie).
+func childWorkers(t *testing.T) []int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		st, err := readStatus("/proc/" + e.Name() + "/status")
+		if err != nil || st["PPid"] != strconv.Itoa(os.Getpid()) {
+			continue
+		}
+		if cmd, err := os.ReadFile("/proc/" + e.Name() + "/cmdline"); err == nil && strings.HasPrefix(string(cmd), DefaultArgv0+"\x00") {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }

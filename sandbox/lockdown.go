@@ -36,9 +36,15 @@ type lockdownInfo struct {
 // would kill a non-root Go worker; fork is denied by seccomp instead.
 func lockdown(insecure bool, parentPID int) (lockdownInfo, error) {
 	var info lockdownInfo
-	// no_new_privs is per thread: set it on every thread of the process.
-	if err := llsys.AllThreadsPrctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-		return info, fmt.Errorf("prctl(PR_SET_NO_NEW_PRIVS): %w", err)
+	// no_new_privs is per thread. A worker started by a Pool inherits it on
+	// every thread from the spawner's thread (spawner.go): all threads
+	// descend from the exec'd one, so this thread having it means all do.
+	// Otherwise set it on every thread. (The monitor checks each thread's
+	// NoNewPrivs before handing out a job either way.)
+	if nnp, err := unix.PrctlRetInt(unix.PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0); err != nil || nnp != 1 {
+		if err := llsys.AllThreadsPrctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			return info, fmt.Errorf("prctl(PR_SET_NO_NEW_PRIVS): %w", err)
+		}
 	}
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 		return info, fmt.Errorf("prctl(PR_SET_DUMPABLE): %w", err)

@@ -113,17 +113,30 @@ func TestRootSetRefusesEmpty(t *testing.T) {
 // with roots for name.
 func handshake(t *testing.T, rs *rootSet, cert tls.Certificate, name string) error {
 	t.Helper()
-	c1, c2 := net.Pipe()
-	defer c1.Close()
-	defer c2.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
 	go func() {
-		s := tls.Server(c2, &tls.Config{Certificates: []tls.Certificate{cert}})
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		s := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{cert}})
+		_ = s.SetDeadline(time.Now().Add(10 * time.Second))
 		_ = s.Handshake()
 		s.Close()
 	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 	cfg := &tls.Config{ServerName: name, MinVersion: tls.VersionTLS12}
 	rs.configure(cfg, name, time.Now)
-	return tls.Client(c1, cfg).Handshake()
+	return tls.Client(c, cfg).Handshake()
 }
 
 // Verification against a root set behaves like RootCAs: the right CA and

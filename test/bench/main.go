@@ -266,6 +266,7 @@ func bench(ctx context.Context, o options) error {
 	if err := e.stopDaemon(); err != nil {
 		fmt.Printf("daemon stop: %v\n", err)
 	}
+	fmt.Printf("other processes used %.0f%% of the CPU during the run\n", m.otherCPU)
 	fmt.Print(res.resultLines())
 	if o.out != "" {
 		if err := res.write(o.out); err != nil {

@@ -98,7 +98,7 @@ func (c *canvas) text(x, y int, s string, scale int, col color.RGBA) {
 func textWidth(s string, scale int) int { return len([]rune(s)) * 6 * scale }
 
 func (s *summary) plot() ([]byte, error) {
-	const W, H = 1100, 560
+	const W, H = 1180, 560
 	c := &canvas{img: image.NewRGBA(image.Rect(0, 0, W, H))}
 	white := color.RGBA{0xff, 0xff, 0xff, 0xff}
 	black := color.RGBA{0x20, 0x20, 0x20, 0xff}
@@ -141,6 +141,9 @@ func (s *summary) plot() ([]byte, error) {
 	for _, f := range []float64{0, 0.25, 0.5, 0.75, 0.9, 0.99, 1} {
 		y := yOf(f)
 		c.line(px0, y, px1, y, 1, grey)
+		if f == 1 {
+			continue // too close to 99 to label
+		}
 		lbl := fmt.Sprintf("%g", f*100)
 		c.text(px0-8-textWidth(lbl, 2), y-7, lbl, 2, black)
 	}
@@ -179,7 +182,7 @@ func (s *summary) plot() ([]byte, error) {
 	}
 
 	// Right: throughput bars.
-	bx0, by0, bx1, by1 := 780, 70, 1070, 480
+	bx0, by0, bx1, by1 := 760, 70, 1160, 480
 	maxRPS := 1.0
 	for _, p := range s.paths {
 		maxRPS = math.Max(maxRPS, p.rps())

@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"log"
 	"math/big"
 	"net"
 	"net/http"
@@ -99,7 +100,7 @@ func serveUpstream(dir, wantAuth string) error {
 		}),
 		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}, MinVersion: tls.VersionTLS12},
 		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          nil,
+		ErrorLog:          log.New(io.Discard, "", 0), // killed workers' handshakes are expected
 	}
 	srv.SetKeepAlivesEnabled(false)
 	fmt.Println(ln.Addr().String())
