@@ -18,6 +18,7 @@ import (
 	"github.com/aivault/aivault/ipc"
 	"github.com/aivault/aivault/policy"
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 )
 
@@ -478,13 +479,8 @@ func newRotateMasterCmd() *cobra.Command {
 			}
 			defer clear(a.NewKey)
 			defer clear(a.NewPassphrase)
-			ex, err := cc.openExec(modeOperator)
-			if err != nil {
-				return err
-			}
-			defer ex.close()
 			var out map[string]string
-			if err := ex.call("rotate-master", a, &out); err != nil {
+			if err := callOp(cc, modeOperator, "rotate-master", a, &out); err != nil {
 				return err
 			}
 			fmt.Fprintf(cc.stdout, "rotated the master key (%s provider, key id %s)\n", out["provider"], out["keyId"])
@@ -582,8 +578,11 @@ func stopDaemon(cmd *cobra.Command, quiet bool) error {
 	if err != nil {
 		return err
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for socketLive(sock) && time.Now().Before(deadline) {
+	// Wait until the daemon has really gone: its socket closes first, its
+	// vault lock is released when it exits (after draining), and a restart
+	// must not race it for that lock.
+	deadline := time.Now().Add(35 * time.Second)
+	for (socketLive(sock) || daemonLockHeld(lay)) && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	if !quiet {
@@ -618,3 +617,17 @@ func readLines(r io.Reader) []string {
 }
 
 var _ = strings.TrimSpace
+
+// daemonLockHeld reports whether some process holds the vault's daemon lock.
+func daemonLockHeld(lay layout) bool {
+	f, err := os.OpenFile(lay.lockPath(), os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return true
+	}
+	_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
+	return false
+}

@@ -43,13 +43,8 @@ func newCredentialCmd() *cobra.Command {
 				return err
 			}
 			c.Auth = a
-			ex, err := cc.openExec(modeOperator)
-			if err != nil {
-				return err
-			}
-			defer ex.close()
 			var out policy.Credential
-			if err := ex.call("credential.create", credentialCreateArgs{Credential: c, SecretRefs: refs}, &out); err != nil {
+			if err := callOp(cc, modeOperator, "credential.create", credentialCreateArgs{Credential: c, SecretRefs: refs}, &out); err != nil {
 				return err
 			}
 			fmt.Fprintf(cc.stdout, "created credential %s (provider %s, auth %s, hosts %s)\n", out.ID, out.Provider, out.Auth.Kind(), strings.Join(out.Hosts, " "))
@@ -84,13 +79,8 @@ func newCredentialCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cc := newCC(cmd)
-			ex, err := cc.openExec(modeOperator)
-			if err != nil {
-				return err
-			}
-			defer ex.close()
 			var out []policy.Credential
-			if err := ex.call("credential.list", struct{}{}, &out); err != nil {
+			if err := callOp(cc, modeOperator, "credential.list", struct{}{}, &out); err != nil {
 				return err
 			}
 			if asJSON {
@@ -114,12 +104,7 @@ func newCredentialCmd() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cc := newCC(cmd)
-			ex, err := cc.openExec(modeOperator)
-			if err != nil {
-				return err
-			}
-			defer ex.close()
-			if err := ex.call("credential.delete", idArgs{ID: args[0]}, nil); err != nil {
+			if err := callOp(cc, modeOperator, "credential.delete", idArgs{ID: args[0]}, nil); err != nil {
 				return err
 			}
 			fmt.Fprintf(cc.stdout, "deleted credential %s\n", args[0])
@@ -185,13 +170,8 @@ func newCapabilityCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cc := newCC(cmd)
-			ex, err := cc.openExec(modeInvoke)
-			if err != nil {
-				return err
-			}
-			defer ex.close()
 			var out []capabilityView
-			if err := ex.call("capability.list", capListArgs{WorkspaceID: sf.workspace, GroupID: sf.group}, &out); err != nil {
+			if err := callOp(cc, modeInvoke, "capability.list", capListArgs{WorkspaceID: sf.workspace, GroupID: sf.group}, &out); err != nil {
 				return err
 			}
 			if asJSON {
@@ -232,13 +212,8 @@ func newCapabilityCmd() *cobra.Command {
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cc := newCC(cmd)
-			ex, err := cc.openExec(modeInvoke)
-			if err != nil {
-				return err
-			}
-			defer ex.close()
 			var v capabilityView
-			if err := ex.call("capability.describe", capDescribeArgs{ID: args[0], WorkspaceID: dsf.workspace, GroupID: dsf.group}, &v); err != nil {
+			if err := callOp(cc, modeInvoke, "capability.describe", capDescribeArgs{ID: args[0], WorkspaceID: dsf.workspace, GroupID: dsf.group}, &v); err != nil {
 				return err
 			}
 			if dJSON {
@@ -293,12 +268,7 @@ func newCapabilityCmd() *cobra.Command {
 				return usagef("a custom capability takes exactly one --host")
 			}
 			c := policy.Capability{ID: args[0], Credential: cred, Allow: policy.Allow{Hosts: hosts, Methods: upper(methods), PathPrefixes: paths}}
-			ex, err := cc.openExec(modeOperator)
-			if err != nil {
-				return err
-			}
-			defer ex.close()
-			if err := ex.call("capability.create", c, nil); err != nil {
+			if err := callOp(cc, modeOperator, "capability.create", c, nil); err != nil {
 				return err
 			}
 			fmt.Fprintf(cc.stdout, "created capability %s\n", c.ID)
@@ -315,12 +285,7 @@ func newCapabilityCmd() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cc := newCC(cmd)
-			ex, err := cc.openExec(modeOperator)
-			if err != nil {
-				return err
-			}
-			defer ex.close()
-			if err := ex.call("capability.delete", idArgs{ID: args[0]}, nil); err != nil {
+			if err := callOp(cc, modeOperator, "capability.delete", idArgs{ID: args[0]}, nil); err != nil {
 				return err
 			}
 			fmt.Fprintf(cc.stdout, "deleted capability %s\n", args[0])
@@ -355,12 +320,7 @@ func newPolicyCmd() *cobra.Command {
 			if capID == "" {
 				return usagef("--capability is required")
 			}
-			ex, err := cc.openExec(modeOperator)
-			if err != nil {
-				return err
-			}
-			defer ex.close()
-			if err := ex.call("policy.set", policySetArgs{Capability: capID, Policy: p}, nil); err != nil {
+			if err := callOp(cc, modeOperator, "policy.set", policySetArgs{Capability: capID, Policy: p}, nil); err != nil {
 				return err
 			}
 			fmt.Fprintf(cc.stdout, "policy set for %s\n", capID)
@@ -378,13 +338,8 @@ func newPolicyCmd() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cc := newCC(cmd)
-			ex, err := cc.openExec(modeOperator)
-			if err != nil {
-				return err
-			}
-			defer ex.close()
 			var out policySetArgs
-			if err := ex.call("policy.show", idArgs{ID: args[0]}, &out); err != nil {
+			if err := callOp(cc, modeOperator, "policy.show", idArgs{ID: args[0]}, &out); err != nil {
 				return err
 			}
 			return printJSON(cc.stdout, out)
@@ -442,13 +397,8 @@ func newBindingsCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cc := newCC(cmd)
-			ex, err := cc.openExec(modeOperator)
-			if err != nil {
-				return err
-			}
-			defer ex.close()
 			var out []policy.Binding
-			if err := ex.call("bindings", struct{}{}, &out); err != nil {
+			if err := callOp(cc, modeOperator, "bindings", struct{}{}, &out); err != nil {
 				return err
 			}
 			if out == nil {
@@ -473,13 +423,8 @@ func newAccessCmd() *cobra.Command {
 			if g.User == "" || g.Capability == "" {
 				return usagef("--user and --capability are required")
 			}
-			ex, err := cc.openExec(modeOperator)
-			if err != nil {
-				return err
-			}
-			defer ex.close()
 			var out policy.Grant
-			if err := ex.call("access.grant", g, &out); err != nil {
+			if err := callOp(cc, modeOperator, "access.grant", g, &out); err != nil {
 				return err
 			}
 			fmt.Fprintf(cc.stdout, "granted %s (uid %d) %s\n", out.User, out.UID, out.Capability)
@@ -500,13 +445,8 @@ func newAccessCmd() *cobra.Command {
 			if r.User == "" {
 				return usagef("--user is required")
 			}
-			ex, err := cc.openExec(modeOperator)
-			if err != nil {
-				return err
-			}
-			defer ex.close()
 			var out map[string]int
-			if err := ex.call("access.revoke", r, &out); err != nil {
+			if err := callOp(cc, modeOperator, "access.revoke", r, &out); err != nil {
 				return err
 			}
 			fmt.Fprintf(cc.stdout, "revoked %d grant(s)\n", out["revoked"])
@@ -522,13 +462,8 @@ func newAccessCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cc := newCC(cmd)
-			ex, err := cc.openExec(modeOperator)
-			if err != nil {
-				return err
-			}
-			defer ex.close()
 			var out []policy.Grant
-			if err := ex.call("access.list", struct{}{}, &out); err != nil {
+			if err := callOp(cc, modeOperator, "access.list", struct{}{}, &out); err != nil {
 				return err
 			}
 			if asJSON {
@@ -561,13 +496,8 @@ func newAuditCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cc := newCC(cmd)
-			ex, err := cc.openExec(modeOperator)
-			if err != nil {
-				return err
-			}
-			defer ex.close()
 			var out []audit.Event
-			if err := ex.call("audit.query", q, &out); err != nil {
+			if err := callOp(cc, modeOperator, "audit.query", q, &out); err != nil {
 				return err
 			}
 			if asJSON {
@@ -593,13 +523,8 @@ func newAuditCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cc := newCC(cmd)
-			ex, err := cc.openExec(modeOperator)
-			if err != nil {
-				return err
-			}
-			defer ex.close()
 			var rep audit.VerifyReport
-			if err := ex.call("audit.verify", struct{}{}, &rep); err != nil {
+			if err := callOp(cc, modeOperator, "audit.verify", struct{}{}, &rep); err != nil {
 				return err
 			}
 			if !rep.OK {

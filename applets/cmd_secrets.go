@@ -75,13 +75,8 @@ secret to its provider and makes that provider's capabilities ready.`,
 				return err
 			}
 			defer clear(v)
-			ex, err := cc.openExec(modeOperator)
-			if err != nil {
-				return err
-			}
-			defer ex.close()
 			var res secretsCreateResult
-			if err := ex.call("secrets.create", secretsCreateArgs{Name: name, Value: v, Scope: sf.scope, WorkspaceID: sf.workspace, GroupID: sf.group, Aliases: aliases}, &res); err != nil {
+			if err := callOp(cc, modeOperator, "secrets.create", secretsCreateArgs{Name: name, Value: v, Scope: sf.scope, WorkspaceID: sf.workspace, GroupID: sf.group, Aliases: aliases}, &res); err != nil {
 				return err
 			}
 			if asJSON {
@@ -125,13 +120,8 @@ func newSecretsListCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cc := newCC(cmd)
-			ex, err := cc.openExec(modeOperator)
-			if err != nil {
-				return err
-			}
-			defer ex.close()
 			var out []crypt.SecretMeta
-			if err := ex.call("secrets.list", secretsListArgs{Scope: sf.scope, WorkspaceID: sf.workspace, GroupID: sf.group}, &out); err != nil {
+			if err := callOp(cc, modeOperator, "secrets.list", secretsListArgs{Scope: sf.scope, WorkspaceID: sf.workspace, GroupID: sf.group}, &out); err != nil {
 				return err
 			}
 			if asJSON {
@@ -182,13 +172,8 @@ func newSecretsUpdateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ex, err := cc.openExec(modeOperator)
-			if err != nil {
-				return err
-			}
-			defer ex.close()
 			var out crypt.SecretMeta
-			if err := ex.call("secrets.update", secretsUpdateArgs{secretRef: ref, NewName: newName, Aliases: aliases, ClearAliases: clearAliases}, &out); err != nil {
+			if err := callOp(cc, modeOperator, "secrets.update", secretsUpdateArgs{secretRef: ref, NewName: newName, Aliases: aliases, ClearAliases: clearAliases}, &out); err != nil {
 				return err
 			}
 			fmt.Fprintf(cc.stdout, "updated secret %s (%s)\n", out.Name, out.ID)
@@ -220,13 +205,8 @@ func newSecretsRotateCmd() *cobra.Command {
 				return err
 			}
 			defer clear(v)
-			ex, err := cc.openExec(modeOperator)
-			if err != nil {
-				return err
-			}
-			defer ex.close()
 			var out crypt.SecretMeta
-			if err := ex.call("secrets.rotate", secretsRotateArgs{secretRef: ref, Value: v}, &out); err != nil {
+			if err := callOp(cc, modeOperator, "secrets.rotate", secretsRotateArgs{secretRef: ref, Value: v}, &out); err != nil {
 				return err
 			}
 			fmt.Fprintf(cc.stdout, "rotated secret %s (%s), value version %d\n", out.Name, out.ID, out.ValueVersion)
@@ -251,13 +231,8 @@ func newSecretsDeleteCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ex, err := cc.openExec(modeOperator)
-			if err != nil {
-				return err
-			}
-			defer ex.close()
 			var out map[string]any
-			if err := ex.call("secrets.delete", ref, &out); err != nil {
+			if err := callOp(cc, modeOperator, "secrets.delete", ref, &out); err != nil {
 				return err
 			}
 			fmt.Fprintf(cc.stdout, "deleted secret %v (%v)\n", out["name"], out["deleted"])

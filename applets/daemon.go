@@ -200,6 +200,9 @@ func runDaemon(ctx context.Context, o daemonOpts, stderr io.Writer) error {
 	eng.pool = pool
 
 	d := &daemon{eng: eng, opts: o, log: log, perUID: map[int]int{}, conns: map[*net.UnixConn]struct{}{}, ownerUID: os.Getuid(), sockGID: -1, abi: sup.LandlockABI, seccomp: sup.SeccompAvailable}
+	// Logged before the socket exists, so that anyone who can connect has
+	// this line in the log already.
+	log.Info("aivaultd starting", "vault", lay.Dir, "pid", os.Getpid(), "pool", o.pool, "landlock_abi", sup.LandlockABI, "locked", eng.locked())
 	ln, err := d.listen(lay)
 	if err != nil {
 		return err

@@ -270,3 +270,14 @@ func selfPeer() *peer {
 	p.Comm = "aivault"
 	return p
 }
+
+// callOp runs one operation where it belongs (the vault's daemon, or this
+// process) and decodes its result into out.
+func callOp(cc *cliCtx, mode execMode, op string, args, out any) error {
+	ex, err := cc.openExec(mode)
+	if err != nil {
+		return err
+	}
+	defer ex.close()
+	return ex.call(op, args, out)
+}

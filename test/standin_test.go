@@ -114,6 +114,10 @@ func standinDaemon(args []string) int {
 		return 1
 	}
 	os.Remove(*socket)
+	// Signals are caught before the socket exists: once it accepts, the
+	// harness may signal us at once.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	// Printed before listening: once the socket accepts, the harness stops
 	// waiting and reads the output so far.
 	fmt.Fprintf(os.Stderr, "aivaultd: listening on %s as uid %d\n", *socket, os.Getuid())
@@ -122,8 +126,6 @@ func standinDaemon(args []string) int {
 		fmt.Fprintln(os.Stderr, "aivaultd: error:", err)
 		return 1
 	}
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	go func() {
 		for {
 			c, err := ln.Accept()
