@@ -56,6 +56,7 @@ func commands() map[string]func(ts *testscript.TestScript, neg bool, args []stri
 		"memscan":    cmdMemscan,
 		"rawsock":    cmdRawsock,
 		"exclusive":  cmdExclusive,
+		"ptyrun":     cmdPtyrun,
 		"loadgen":    cmdLoadgen,
 	}
 }
