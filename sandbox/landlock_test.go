@@ -23,6 +23,12 @@ func landlockCheckMain() int {
 		fmt.Println("restrict:", err)
 		return 1
 	}
+	return landlockProbes()
+}
+
+// landlockProbes tries what a restricted worker must not do and prints the
+// outcome of each.
+func landlockProbes() int {
 	res := func(err error) string {
 		if err == nil {
 			return "ok"
@@ -93,4 +99,59 @@ func TestLandlockLayerAlone(t *testing.T) {
 		}
 	}
 	t.Logf("landlock alone:\n%s", got)
+}
+
+// earlyCheckEnv makes the test binary, started as aivault-worker with a job
+// socket on descriptor 3 (so that the worker's C constructor ran), report
+// what the process can still do with nothing but that constructor's
+// Landlock domain: no seccomp filter, no other lockdown step.
+const earlyCheckEnv = "AIVAULT_TEST_EARLY_LANDLOCK_CHECK"
+
+func earlyLandlockCheckMain() int {
+	abi, errno := earlyLandlock()
+	fmt.Printf("early-abi=%d errno=%d\n", abi, int(errno))
+	return landlockProbes()
+}
+
+func TestEarlyLandlockDomainAlone(t *testing.T) {
+	if s := Support(); s.LandlockABI < MinLandlockABI {
+		t.Fatalf("this machine lacks Landlock ABI %d: %v", MinLandlockABI, s.Problems)
+	}
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := os.NewFile(uintptr(fds[0]), "job"), os.NewFile(uintptr(fds[1]), "peer")
+	defer a.Close()
+	defer b.Close()
+	run := func(argv0 string) string {
+		cmd := exec.Command(exe)
+		cmd.Args = []string{argv0}
+		cmd.ExtraFiles = []*os.File{a}
+		cmd.Env = []string{earlyCheckEnv + "=1", "LL_ADDR=" + l.Addr().String(), "LL_WRITE=" + t.TempDir() + "/f"}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		return string(out)
+	}
+	got := run(DefaultArgv0)
+	if !strings.Contains(got, "early-abi=") || strings.Contains(got, "early-abi=0 ") {
+		t.Fatalf("the constructor did not restrict the worker:\n%s", got)
+	}
+	for _, want := range []string{"open=EACCES", "readdir=EACCES", "write=EACCES", "connect=EACCES", "bind=EACCES"} {
+		if !strings.Contains(got, want+"\n") {
+			t.Errorf("want %s; got:\n%s", want, got)
+		}
+	}
+	t.Logf("constructor's Landlock domain alone:\n%s", got)
 }

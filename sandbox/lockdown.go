@@ -75,6 +75,20 @@ func lockdown(insecure bool, parentPID int) (lockdownInfo, error) {
 		return info, nil
 	}
 
+	// Normally the worker's C constructor (early.go) already put the whole
+	// process in a Landlock domain before the Go runtime started a thread.
+	if abi, errno := earlyLandlock(); abi >= MinLandlockABI {
+		info.LandlockABI = abi
+		if err := loadSeccomp(); err != nil {
+			return info, fmt.Errorf("seccomp: %w", err)
+		}
+		info.Seccomp = true
+		return info, nil
+	} else if errno != 0 {
+		return info, fmt.Errorf("landlock (at start): %w", errno)
+	}
+	// Started some other way (tests that run the worker in-process): apply
+	// the same ruleset to every thread through go-landlock.
 	abi, err := llsys.LandlockGetABIVersion()
 	if err != nil {
 		return info, fmt.Errorf("landlock is not available: %w", err)
