@@ -52,6 +52,21 @@ func dialSocket(ctx context.Context, path string) (*client, error) {
 	}
 }
 
+// dialIfLive connects to the daemon at path when one accepts connections
+// there (one connection, no separate liveness probe). live is false, with
+// no error, when nothing listens at path.
+func dialIfLive(ctx context.Context, path string) (c *client, live bool, err error) {
+	c, err = dialSocket(ctx, path)
+	if err == nil {
+		return c, true, nil
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "dial" {
+		return nil, false, nil
+	}
+	return nil, true, err
+}
+
 func dialOnce(ctx context.Context, path string) (*client, error) {
 	d := net.Dialer{Timeout: 5 * time.Second}
 	c, err := d.DialContext(ctx, "unix", path)

@@ -144,8 +144,7 @@ func (cc *cliCtx) openExec(mode execMode) (executor, error) {
 	}
 	if !exists && !disable && mode != modeLocalOnly {
 		// No vault of our own: the shared daemon, if any.
-		if socketLive(sharedSocketPath) {
-			c, err := dialSocket(cc.ctx, sharedSocketPath)
+		if c, live, err := dialIfLive(cc.ctx, sharedSocketPath); live {
 			if err != nil {
 				return nil, err
 			}
@@ -161,9 +160,7 @@ func (cc *cliCtx) openExec(mode execMode) (executor, error) {
 			Hint: "run operator commands as the vault user (e.g. sudo -u aivault aivault …)"}
 	}
 	if exists && !disable && mode != modeLocalOnly {
-		sock := advertisedSocket(lay)
-		if socketLive(sock) {
-			c, err := dialSocket(cc.ctx, sock)
+		if c, live, err := dialIfLive(cc.ctx, advertisedSocket(lay)); live {
 			if err != nil {
 				return nil, err
 			}
