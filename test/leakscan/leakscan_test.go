@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -144,17 +146,57 @@ func TestScanFilesAndDirs(t *testing.T) {
 	}
 }
 
+// unreadableChildEnv names the directory a re-executed, unprivileged copy of
+// this test scans (root reads everything, so root checks through a child).
+const unreadableChildEnv = "LEAKSCAN_UNREADABLE_DIR"
+
 func TestScanUnreadableIsError(t *testing.T) {
-	if os.Geteuid() == 0 {
-		t.Skip("root can read everything")
+	if dir := os.Getenv(unreadableChildEnv); dir != "" {
+		if _, err := Scan([][]byte{[]byte("x")}, dir); err == nil {
+			t.Fatal("unreadable file did not produce an error")
+		}
+		return
 	}
 	dir := t.TempDir()
 	p := filepath.Join(dir, "f")
 	if err := os.WriteFile(p, []byte("x"), 0o000); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Scan([][]byte{[]byte("x")}, dir); err == nil {
-		t.Fatal("unreadable file did not produce an error")
+	if os.Geteuid() != 0 {
+		if _, err := Scan([][]byte{[]byte("x")}, dir); err == nil {
+			t.Fatal("unreadable file did not produce an error")
+		}
+		return
+	}
+	// As root: run this test again as nobody, from a copy of the test binary
+	// in a directory nobody may enter, scanning a 0755 directory that holds
+	// the 0000 file.
+	for _, d := range []string{dir, filepath.Dir(dir)} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	self, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	binDir, err := os.MkdirTemp("", "leakscan-bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(binDir)
+	if err := os.Chmod(binDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(binDir, "leakscan.test")
+	if err := os.WriteFile(bin, self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-test.run=^TestScanUnreadableIsError$", "-test.count=1")
+	cmd.Env = []string{unreadableChildEnv + "=" + dir}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("as nobody: %v\n%s", err, out)
 	}
 }
 
