@@ -501,17 +501,6 @@ func opCredentialCreate(_ context.Context, e *engine, p *peer, raw json.RawMessa
 		}
 		c.Secrets[ph] = id
 	}
-	// Hosts are validated like everything else at creation: numeric IPs,
-	// local and metadata names can never be a policy host.
-	for _, h := range c.Hosts {
-		if _, serr := policy.NormalizeHost(h, true); serr != nil {
-			continue // not a plain name: the state validation explains why
-		}
-		if err := policy.CheckHostName(h); err != nil {
-			e.record(p, audit.Event{Kind: "credential.create", Decision: "deny", Credential: c.ID, Reason: errClassMsg(err)})
-			return nil, err
-		}
-	}
 	err = e.mutateState(func(st *policy.State, infos []policy.SecretInfo) error {
 		return policy.AddCredential(e.reg, st, infos, c)
 	})
@@ -721,15 +710,6 @@ func opCapabilityCreate(_ context.Context, e *engine, p *peer, raw json.RawMessa
 	var c policy.Capability
 	if err := decodeArgs(raw, &c); err != nil {
 		return nil, err
-	}
-	for _, h := range c.Allow.Hosts {
-		if _, serr := policy.NormalizeHost(h, true); serr != nil {
-			continue // not a plain name: the state validation explains why
-		}
-		if err := policy.CheckHostName(h); err != nil {
-			e.record(p, audit.Event{Kind: "capability.create", Decision: "deny", Capability: c.ID, Reason: errClassMsg(err)})
-			return nil, err
-		}
 	}
 	err := e.mutateState(func(st *policy.State, _ []policy.SecretInfo) error { return policy.AddCustomCapability(e.reg, st, c) })
 	if err != nil {

@@ -254,6 +254,11 @@ func ValidateCredential(reg *Registry, s *State, secrets []SecretInfo, c *Creden
 		if err != nil {
 			return Errorf(ClassInvalidRequest, "credential host %q is not a plain DNS name (no scheme, port, path or wildcard)", h)
 		}
+		// Numeric addresses and local or metadata names can never be where
+		// a secret goes: refused when named, not only at invoke time.
+		if err := CheckHostName(n); err != nil {
+			return err
+		}
 		if !slices.Contains(hosts, n) {
 			hosts = append(hosts, n)
 		}
@@ -425,6 +430,9 @@ func AddCustomCapability(reg *Registry, s *State, c Capability) error {
 	}
 	if n, err := NormalizeHost(c.Allow.Hosts[0], false); err == nil {
 		c.Allow.Hosts[0] = n
+		if err := CheckHostName(n); err != nil {
+			return err
+		}
 	}
 	if err := regValidateAllow(c.Allow, false); err != nil {
 		return err
