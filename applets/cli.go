@@ -59,8 +59,19 @@ func promptSecret(cc *cliCtx, prompt string) ([]byte, error) {
 	if !ok || !term.IsTerminal(int(f.Fd())) {
 		return nil, crypt.ErrVaultLocked
 	}
+	// Echo goes off before the prompt appears, so that nothing typed as soon
+	// as the prompt shows (or pasted) is ever echoed; ReadPassword then reads
+	// with echo off and the terminal's state is restored afterwards.
+	fd := int(f.Fd())
+	if old, err := unix.IoctlGetTermios(fd, unix.TCGETS); err == nil {
+		quiet := *old
+		quiet.Lflag &^= unix.ECHO
+		if unix.IoctlSetTermios(fd, unix.TCSETS, &quiet) == nil {
+			defer func() { _ = unix.IoctlSetTermios(fd, unix.TCSETS, old) }()
+		}
+	}
 	fmt.Fprint(cc.stderr, prompt)
-	b, err := term.ReadPassword(int(f.Fd()))
+	b, err := term.ReadPassword(fd)
 	fmt.Fprintln(cc.stderr)
 	if err != nil {
 		return nil, fmt.Errorf("read from terminal: %w", err)

@@ -63,6 +63,7 @@ func cmdPtyrun(ts *testscript.TestScript, neg bool, args []string) {
 	var mu sync.Mutex
 	var transcript bytes.Buffer
 	done := make(chan struct{})
+	more := make(chan struct{}, 1) // signalled after every read from the terminal
 	go func() {
 		defer close(done)
 		buf := make([]byte, 4096)
@@ -71,6 +72,10 @@ func cmdPtyrun(ts *testscript.TestScript, neg bool, args []string) {
 			mu.Lock()
 			transcript.Write(buf[:n])
 			mu.Unlock()
+			select {
+			case more <- struct{}{}:
+			default:
+			}
 			if err != nil {
 				return
 			}
@@ -78,24 +83,30 @@ func cmdPtyrun(ts *testscript.TestScript, neg bool, args []string) {
 	}()
 	seen := 0
 	for _, s := range steps {
-		deadline := time.Now().Add(30 * time.Second)
+		timeout := time.NewTimer(30 * time.Second)
+		finished := false
 		for {
 			mu.Lock()
 			idx := strings.Index(transcript.String()[seen:], s.expect)
+			got := transcript.String()
 			mu.Unlock()
 			if idx >= 0 {
 				seen += idx + len(s.expect)
 				break
 			}
-			if time.Now().After(deadline) {
+			if finished {
 				_ = cmd.Process.Kill()
-				mu.Lock()
-				got := transcript.String()
-				mu.Unlock()
 				ts.Fatalf("ptyrun: prompt %q did not appear; the terminal showed:\n%s", s.expect, got)
 			}
-			time.Sleep(5 * time.Millisecond)
+			select {
+			case <-more:
+			case <-done: // look once more at everything read, then give up
+				finished = true
+			case <-timeout.C:
+				finished = true
+			}
 		}
+		timeout.Stop()
 		_, err := master.Write([]byte(s.send + "\r"))
 		ts.Check(err)
 	}
