@@ -10,7 +10,8 @@
 //     steps back), so the lexical order of the files is the chain order.
 //   - head.json — the chain head: sequence number, MAC and position (file, line
 //     count, byte size) of the last record, itself MACed. Written atomically
-//     (temp file, fsync, rename, fsync of the directory) after every append.
+//     (temp file, fsync, rename) after every append; the rename is not
+//     fsynced (a crash that loses it is the crash case below).
 //   - anchor.json — written by Prune: where the chain starts after old day
 //     files were deleted (first file, first sequence number and the prev MAC
 //     of the first remaining record), MACed.
@@ -40,12 +41,13 @@
 //
 // Each Append (or AppendBatch) takes an in-process mutex and an exclusive
 // flock on .lock, reloads head.json (another process may have appended),
-// writes the record(s) with a single write(2), fsyncs the day file, then
-// rewrites head.json atomically. That is three fsyncs per call; use
-// AppendBatch to amortise them. A crash between the record write and the head
-// update leaves at most one call's records beyond the head: they are MACed,
-// so the next Open/Append verifies and adopts them, and a torn final line is
-// truncated.
+// writes the record(s) with a single write(2), fdatasyncs the day file, then
+// rewrites head.json atomically: two fsyncs per commit. Calls that arrive
+// while a commit is in progress are committed together (group commit), each
+// returning once its own records are durable. A crash between the record
+// write and the head update (or one that loses the head's rename) leaves at
+// most one commit's records beyond the head: they are MACed, so the next
+// Open/Append verifies and adopts them, and a torn final line is truncated.
 //
 // # Secrets
 //

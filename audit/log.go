@@ -67,6 +67,27 @@ type Log struct {
 	disabled bool
 	closed   bool
 	refusals map[string]*refusal
+
+	// Group commit: concurrent AppendBatch calls queue here; one of them
+	// (the leader) writes everything queued under one lock, one write and
+	// one set of fsyncs, and hands each caller its own result.
+	qmu     sync.Mutex
+	queue   []*pendingAppend
+	leader  bool
+	commits int   // commits written (for tests); guarded by mu
+	headErr error // a failed head update after a commit, reported by Close; guarded by mu
+}
+
+// sealError is an event that could not be sealed (nothing was written).
+type sealError struct{ err error }
+
+func (e *sealError) Error() string { return e.err.Error() }
+func (e *sealError) Unwrap() error { return e.err }
+
+// pendingAppend is one AppendBatch call waiting for its group commit.
+type pendingAppend struct {
+	evs  []Event
+	done chan error
 }
 
 type refusal struct {
@@ -182,22 +203,93 @@ func (l *Log) Append(ev Event) error {
 // AppendBatch is Append for several events under one lock and one fsync of
 // the day file and of head.json. The events are written with a single
 // write(2), in order.
+//
+// Calls that arrive while another commit is in progress are committed
+// together (group commit) by a background committer: each call's events stay
+// contiguous and in order, and every call returns once its own records are
+// durable (the day file is fdatasynced). The committer then rewrites
+// head.json before it releases the lock, so the next commit, a Close or
+// another process never sees the head lag; a crash in between is the case
+// loadState already recovers from (MACed records beyond the head are
+// adopted). A failure is reported to the calls it concerns: a batch with an
+// event that cannot be sealed is retried call by call, so one call's bad
+// event does not fail the others.
 func (l *Log) AppendBatch(evs []Event) error {
 	for i := range evs {
 		if evs[i].Kind == "" {
 			return fmt.Errorf("audit: event %d has no kind", i)
 		}
 	}
+	p := &pendingAppend{evs: evs, done: make(chan error, 1)}
+	l.qmu.Lock()
+	l.queue = append(l.queue, p)
+	if !l.leader {
+		l.leader = true
+		go l.commitLoop()
+	}
+	l.qmu.Unlock()
+	return <-p.done
+}
+
+// commitLoop commits what is queued until the queue is empty.
+func (l *Log) commitLoop() {
+	l.qmu.Lock()
+	for len(l.queue) > 0 {
+		batch := l.queue
+		l.queue = nil
+		l.qmu.Unlock()
+		l.commit(batch)
+		l.qmu.Lock()
+	}
+	l.leader = false
+	l.qmu.Unlock()
+}
+
+// commit writes the events of batch and answers each call as soon as its
+// records are durable, then updates head.json.
+func (l *Log) commit(batch []*pendingAppend) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	answer := func(ps []*pendingAppend, err error) {
+		for _, p := range ps {
+			p.done <- err
+		}
+	}
 	if l.closed {
-		return ErrClosed
+		answer(batch, ErrClosed)
+		return
 	}
 	if l.disabled {
-		return nil
+		answer(batch, nil)
+		return
 	}
 	now := l.now()
-	return l.writeLocked(append(l.expiredLocked(now, false), evs...), now)
+	l.commits++
+	evs := l.expiredLocked(now, false)
+	for _, p := range batch {
+		evs = append(evs, p.evs...)
+	}
+	err := withExclusive(l.lock, func() error {
+		h, err := appendRecords(l.dir, l.mac, evs, now)
+		var se *sealError
+		if err != nil && len(batch) > 1 && errors.As(err, &se) {
+			// Nothing was written: commit call by call.
+			for _, p := range batch {
+				p.done <- appendEvents(l.dir, l.mac, p.evs, now)
+			}
+			return nil
+		}
+		answer(batch, err)
+		if err != nil {
+			return nil
+		}
+		return writeHead(l.dir, l.mac, h)
+	})
+	// On error the records are durable and their callers answered; the
+	// next commit adopts them from the day file (loadState) and writes a
+	// new head. Only the head update failed: Close reports it unless a
+	// later commit succeeded.
+	l.headErr = err
 }
 
 // writeLocked appends evs; l.mu is held.
@@ -210,11 +302,23 @@ func (l *Log) writeLocked(evs []Event, now time.Time) error {
 	})
 }
 
-// appendEvents seals and writes evs; the caller holds the exclusive lock.
+// appendEvents seals and writes evs and updates the head; the caller holds
+// the exclusive lock.
 func appendEvents(dir string, m hash.Hash, evs []Event, now time.Time) error {
-	h, err := loadState(dir, m)
+	h, err := appendRecords(dir, m, evs, now)
 	if err != nil {
 		return err
+	}
+	return writeHead(dir, m, h)
+}
+
+// appendRecords seals evs, writes them to the day file with one write(2) and
+// makes them durable; it returns the head to write next. The caller holds the
+// exclusive lock.
+func appendRecords(dir string, m hash.Hash, evs []Event, now time.Time) (head, error) {
+	h, err := loadState(dir, m)
+	if err != nil {
+		return head{}, err
 	}
 	target := dayName(now)
 	if target < h.LastFile {
@@ -222,25 +326,25 @@ func appendEvents(dir string, m hash.Hash, evs []Event, now time.Time) error {
 	}
 	f, err := os.OpenFile(filepath.Join(dir, target), os.O_WRONLY|os.O_APPEND|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
-		return fmt.Errorf("audit: open %s: %w", target, err)
+		return head{}, fmt.Errorf("audit: open %s: %w", target, err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return fmt.Errorf("audit: stat %s: %w", target, err)
+		return head{}, fmt.Errorf("audit: stat %s: %w", target, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("%w: %s is not a regular file", ErrCorrupt, target)
+		return head{}, fmt.Errorf("%w: %s is not a regular file", ErrCorrupt, target)
 	}
 	size := fi.Size()
 	lines := 0
 	if target == h.LastFile {
 		if size != h.Size {
-			return fmt.Errorf("%w: %s changed size under the lock", ErrCorrupt, target)
+			return head{}, fmt.Errorf("%w: %s changed size under the lock", ErrCorrupt, target)
 		}
 		lines = h.Lines
 	} else if size != 0 {
-		return fmt.Errorf("%w: %s has content not in the chain", ErrCorrupt, target)
+		return head{}, fmt.Errorf("%w: %s has content not in the chain", ErrCorrupt, target)
 	}
 	var buf bytes.Buffer
 	seq, prev := h.Seq, h.LastMAC
@@ -250,7 +354,7 @@ func appendEvents(dir string, m hash.Hash, evs []Event, now time.Time) error {
 		}
 		sealed, line, err := sealEvent(m, ev, seq+1, prev)
 		if err != nil {
-			return err
+			return head{}, &sealError{err}
 		}
 		buf.Write(line)
 		buf.WriteByte('\n')
@@ -259,19 +363,17 @@ func appendEvents(dir string, m hash.Hash, evs []Event, now time.Time) error {
 	}
 	if _, err := f.Write(buf.Bytes()); err != nil {
 		_ = f.Truncate(size) // best effort: do not leave a torn line behind
-		return fmt.Errorf("audit: write %s: %w", target, err)
+		return head{}, fmt.Errorf("audit: write %s: %w", target, err)
 	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("audit: fsync %s: %w", target, err)
+	if err := unix.Fdatasync(int(f.Fd())); err != nil { // an append: the size is flushed too
+		return head{}, fmt.Errorf("audit: fsync %s: %w", target, err)
 	}
 	if size == 0 {
 		if err := syncDir(dir); err != nil {
-			return err
+			return head{}, err
 		}
 	}
-	return writeHead(dir, m, head{
-		V: 1, Seq: seq, LastMAC: prev, LastFile: target, Lines: lines, Size: size + int64(buf.Len()),
-	})
+	return head{V: 1, Seq: seq, LastMAC: prev, LastFile: target, Lines: lines, Size: size + int64(buf.Len())}, nil
 }
 
 // Refused records a refused connection from peerKey with flood control:
@@ -378,6 +480,9 @@ func (l *Log) Close() error {
 	}
 	now := l.now()
 	err := l.writeLocked(l.expiredLocked(now, true), now)
+	if err == nil && l.headErr != nil {
+		err = fmt.Errorf("audit: the last head update failed (the next writer adopts the records): %w", l.headErr)
+	}
 	l.wipe()
 	if cerr := l.lock.Close(); cerr != nil && err == nil && !errors.Is(cerr, fs.ErrClosed) {
 		err = fmt.Errorf("audit: close lock: %w", cerr)

@@ -200,6 +200,7 @@ func TestRecovery(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		settle(l) // the committer updates head.json after answering
 		stale, err := os.ReadFile(filepath.Join(dir, headName))
 		if err != nil {
 			t.Fatal(err)

@@ -85,6 +85,12 @@ func TestStateTampered(t *testing.T) {
 			if err := v.SaveState(k, "broker", testState{Policies: map[string]int{"a": 1}, Note: "n"}); err != nil {
 				t.Fatal(err)
 			}
+			// A successful load first: LoadState remembers the bytes it
+			// verified, and that must never hide a later edit.
+			var before testState
+			if err := v.LoadState(k, "broker", &before); err != nil {
+				t.Fatal(err)
+			}
 			path := filepath.Join(v.Paths().Dir, "broker.json")
 			data := tc.raw
 			if data == nil {

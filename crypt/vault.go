@@ -281,6 +281,9 @@ type Vault struct {
 	metaMu   sync.Mutex // guards meta, recovery
 	meta     vaultMeta  // last vault.json read
 	recovery string     // see LastRecovery
+
+	stateMu  sync.Mutex               // guards verified
+	verified map[string]verifiedState // see LoadState
 }
 
 func (v *Vault) metaPath() string    { return filepath.Join(v.paths.Dir, metaName) }

@@ -16,7 +16,7 @@ import (
 const MinLandlockABI = 4
 
 // workerNoFile is the worker's RLIMIT_NOFILE: stdio, the job channel, the
-// roots pipe, the upstream socket, the Go runtime's epoll and event fds and
+// roots memfd (closed once mapped), the upstream socket, the Go runtime's epoll and event fds and
 // a little slack. Opening files is denied anyway.
 const workerNoFile = 16
 

@@ -187,14 +187,26 @@ func TestWorkerRefusesWithoutMonitorFDs(t *testing.T) {
 	s0, s1 := os.NewFile(uintptr(fds[0]), "s0"), os.NewFile(uintptr(fds[1]), "s1")
 	defer s0.Close()
 	defer s1.Close()
+	// A regular file with the right content but no seals: the worker maps
+	// its roots and requires that nobody can change them underneath.
+	unsealed, err := os.CreateTemp(t.TempDir(), "roots")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unsealed.Close()
+	if _, err := unsealed.Write(rootsDER(newTestCA(t, "x").pem)); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name  string
 		extra []*os.File
 	}{
 		{"no fds", nil},
 		{"pipe as fd 3", []*os.File{pr, pr}},
-		{"socket without roots pipe", []*os.File{s1}},
+		{"socket without roots", []*os.File{s1}},
 		{"socket and a socket", []*os.File{s1, s1}},
+		{"socket and a pipe", []*os.File{s1, pr}},
+		{"socket and an unsealed file", []*os.File{s1, unsealed}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cmd := exec.Command(exe)

@@ -66,8 +66,11 @@ type PoolConfig struct {
 	Credential *syscall.Credential
 
 	// rootsDER is RootsPEM decoded once (withDefaults): what the workers
-	// are sent (see roots.go).
-	rootsDER []byte
+	// are sent (see roots.go), in rootsFile, a sealed memfd every worker
+	// maps read-only (no copy through a pipe, no heap in the worker).
+	rootsDER  []byte
+	rootsFile *os.File
+	rootsErr  error
 }
 
 func (c PoolConfig) withDefaults() PoolConfig {
@@ -86,8 +89,37 @@ func (c PoolConfig) withDefaults() PoolConfig {
 	if c.rootsDER == nil {
 		c.rootsDER = rootsDER(c.RootsPEM)
 	}
+	if c.rootsFile == nil && c.rootsErr == nil {
+		c.rootsFile, c.rootsErr = sealedMemfd("aivault-roots", c.rootsDER)
+	}
 	return c
 }
+
+// sealedMemfd returns a memfd holding data, sealed against any change
+// (write, shrink, grow, and further sealing), positioned at offset 0.
+func sealedMemfd(name string, data []byte) (*os.File, error) {
+	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return nil, fmt.Errorf("memfd_create: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), name)
+	if _, err := f.Write(data); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("write %s: %w", name, err)
+	}
+	if _, err := unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, rootsSeals|unix.F_SEAL_SEAL); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("seal %s: %w", name, err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// rootsSeals are the seals a worker requires on its roots descriptor.
+const rootsSeals = unix.F_SEAL_WRITE | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW
 
 // PoolStats are counters for `aivault status` and tests.
 type PoolStats struct {
@@ -173,8 +205,9 @@ func (p *Pool) Stats() PoolStats {
 	}
 }
 
-// Close stops refilling, kills the idle workers and waits for them. Jobs
-// already running finish normally; Run after Close fails.
+// Close stops refilling, kills the idle workers and waits for them and for
+// finished workers still being reaped (bounded). Jobs already running finish
+// normally; Run after Close fails.
 func (p *Pool) Close() error {
 	p.closeOnce.Do(func() {
 		p.cancel()
@@ -185,7 +218,14 @@ func (p *Pool) Close() error {
 				w.kill()
 				w.wait()
 			default:
+				// Workers that finished their job are reaped in the
+				// background (serve); let them go before returning, so
+				// that nothing the pool started outlives Close.
 				p.sp.close()
+				p.sp.waitReaped(exitWait + time.Second)
+				if p.cfg.rootsFile != nil {
+					_ = p.cfg.rootsFile.Close()
+				}
 				return
 			}
 		}
@@ -352,12 +392,10 @@ func spawn(ctx context.Context, cfg PoolConfig, sp *spawner) (*worker, error) {
 		return nil, errorf(ClassWorkerFailed, "job channel: %v", err)
 	}
 	uc := fc.(*net.UnixConn)
-	pr, pw, err := os.Pipe()
-	if err != nil {
+	if cfg.rootsFile == nil {
 		_ = uc.Close()
-		return nil, errorf(ClassWorkerFailed, "roots pipe: %v", err)
+		return nil, errorf(ClassWorkerFailed, "TLS roots for the workers: %v", cfg.rootsErr)
 	}
-	defer pr.Close()
 
 	env := append([]string{}, cfg.Env...)
 	env = append(env, envParentPID+"="+strconv.Itoa(os.Getpid()))
@@ -373,7 +411,7 @@ func spawn(ctx context.Context, cfg PoolConfig, sp *spawner) (*worker, error) {
 		// pipe; errors are swallowed so the worker never gets EPIPE on
 		// stderr (which Go turns into SIGPIPE).
 		Stderr:     &stderrWriter{w: cfg.Stderr, tail: tail},
-		ExtraFiles: []*os.File{childEnd, pr},
+		ExtraFiles: []*os.File{childEnd, cfg.rootsFile},
 		SysProcAttr: &syscall.SysProcAttr{
 			Pdeathsig:  syscall.SIGKILL,
 			Credential: cfg.Credential,
@@ -382,20 +420,13 @@ func spawn(ctx context.Context, cfg PoolConfig, sp *spawner) (*worker, error) {
 	}
 	if err := sp.start(cmd); err != nil {
 		_ = uc.Close()
-		_ = pw.Close()
 		if errors.Is(err, errSpawnerClosed) {
 			return nil, errorf(ClassWorkerFailed, "the worker pool is closed")
 		}
 		return nil, errorf(ClassWorkerFailed, "start worker %s: %v", cfg.Exe, err)
 	}
 	_ = childEnd.Close()
-	_ = pr.Close()
 	w := &worker{cmd: cmd, conn: uc, pid: cmd.Process.Pid, tail: tail, sp: sp}
-	roots := cfg.rootsDER // immutable once withDefaults made it: shared, not copied
-	go func() {
-		_, _ = pw.Write(roots) // fails with EPIPE if the worker died; it is checked below
-		_ = pw.Close()
-	}()
 
 	deadline := time.Now().Add(spawnTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
@@ -547,7 +578,12 @@ func signalName(s syscall.Signal) string {
 
 // serve hands job and conn to w and relays its frames; it always reaps w.
 func serve(ctx context.Context, w *worker, job ipc.Job, conn *os.File, emit func(ipc.Result) error) (err error) {
-	defer w.wait()
+	reapLater := false
+	defer func() {
+		if !reapLater {
+			w.wait()
+		}
+	}()
 	timeout := DefaultTimeout
 	if job.TimeoutMs > 0 {
 		timeout = min(time.Duration(job.TimeoutMs)*time.Millisecond, maxTimeout)
@@ -668,10 +704,17 @@ func serve(ctx context.Context, w *worker, job ipc.Job, conn *os.File, emit func
 				w.kill()
 				return err
 			}
-			// The worker exits by itself; do not let it linger.
-			t := time.AfterFunc(exitWait, w.kill)
-			w.wait()
-			t.Stop()
+			// The worker has nothing left to do and exits by itself; it is
+			// reaped in the background (its exit, unmapping a whole Go
+			// process, took about a millisecond off every request's
+			// latency), killed if it lingers. The spawner counts it live
+			// until then, and Close waits for it.
+			reapLater = true
+			go func() {
+				t := time.AfterFunc(exitWait, w.kill)
+				w.wait()
+				t.Stop()
+			}()
 			return nil
 		default:
 			return failed(fmt.Errorf("protocol violation: unexpected %q frame", truncate(r.Kind, 20)))

@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -33,36 +34,52 @@ func rootsDER(pemBytes []byte) []byte {
 	return out
 }
 
-// rootSet is the worker's view of its trusted roots: DER certificates
-// indexed by raw subject, parsed on demand.
+// rootSet is the worker's view of its trusted roots: concatenated DER
+// certificates (mapped read-only from the monitor's sealed memfd), searched
+// by raw subject and parsed on demand. Nothing is copied or indexed up
+// front: a single-use worker looks up a handful of subjects once.
 type rootSet struct {
-	bySubject map[string][][]byte
+	der []byte
 }
 
-// newRootSet indexes concatenated DER certificates. A certificate whose
+// newRootSet checks concatenated DER certificates. A certificate whose
 // subject cannot be read is skipped (as AppendCertsFromPEM skips what it
 // cannot parse); trailing garbage ends the list. It fails when no
 // certificate is usable.
 func newRootSet(der []byte) (*rootSet, error) {
-	rs := &rootSet{bySubject: map[string][][]byte{}}
+	rs := &rootSet{der: der}
 	n := 0
-	for len(der) > 0 {
-		tag, cert, _, rest, ok := derElement(der)
-		if !ok || tag != derSequence {
-			break
-		}
-		der = rest
-		subj, ok := rawSubject(cert)
-		if !ok {
-			continue
-		}
-		rs.bySubject[string(subj)] = append(rs.bySubject[string(subj)], cert)
-		n++
-	}
+	rs.each(func([]byte, []byte) { n++ })
 	if n == 0 {
 		return nil, errors.New("no TLS root certificates were handed to the worker")
 	}
 	return rs, nil
+}
+
+// each calls fn with the subject and DER of every usable certificate.
+func (rs *rootSet) each(fn func(subject, cert []byte)) {
+	der := rs.der
+	for len(der) > 0 {
+		tag, cert, _, rest, ok := derElement(der)
+		if !ok || tag != derSequence {
+			return
+		}
+		der = rest
+		if subj, ok := rawSubject(cert); ok {
+			fn(subj, cert)
+		}
+	}
+}
+
+// withSubject returns the certificates whose raw subject is subject.
+func (rs *rootSet) withSubject(subject []byte) [][]byte {
+	var out [][]byte
+	rs.each(func(subj, cert []byte) {
+		if bytes.Equal(subj, subject) {
+			out = append(out, cert)
+		}
+	})
+	return out
 }
 
 // DER tags used below.
@@ -132,22 +149,20 @@ func rawSubject(cert []byte) ([]byte, bool) {
 // issuer of the leaf or of a presented intermediate, or the leaf itself.
 func (rs *rootSet) poolFor(peer []*x509.Certificate) *x509.CertPool {
 	pool := x509.NewCertPool()
-	seen := map[string]bool{}
-	add := func(subject []byte) {
-		if seen[string(subject)] {
-			return
-		}
-		seen[string(subject)] = true
-		for _, der := range rs.bySubject[string(subject)] {
-			if c, err := x509.ParseCertificate(der); err == nil {
-				pool.AddCert(c)
+	var want [][]byte
+	for _, c := range peer {
+		want = append(want, c.RawIssuer, c.RawSubject)
+	}
+	rs.each(func(subj, cert []byte) {
+		for _, w := range want {
+			if bytes.Equal(subj, w) {
+				if c, err := x509.ParseCertificate(cert); err == nil {
+					pool.AddCert(c)
+				}
+				return
 			}
 		}
-	}
-	for _, c := range peer {
-		add(c.RawIssuer)
-		add(c.RawSubject)
-	}
+	})
 	return pool
 }
 

@@ -85,7 +85,7 @@ func TestRootSubjects(t *testing.T) {
 		}
 		n++
 		found := false
-		for _, d := range rs.bySubject[string(c.RawSubject)] {
+		for _, d := range rs.withSubject(c.RawSubject) {
 			found = found || bytes.Equal(d, b.Bytes)
 		}
 		if !found {

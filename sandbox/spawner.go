@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"runtime"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -81,6 +82,24 @@ func (s *spawner) release() {
 	s.live--
 	s.cond.Broadcast()
 	s.mu.Unlock()
+}
+
+// waitReaped waits until every started worker has been reaped, or d has
+// passed; it reports whether none is left.
+func (s *spawner) waitReaped(d time.Duration) bool {
+	t := time.AfterFunc(d, func() {
+		s.mu.Lock()
+		s.cond.Broadcast()
+		s.mu.Unlock()
+	})
+	defer t.Stop()
+	deadline := time.Now().Add(d)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for s.live > 0 && time.Now().Before(deadline) {
+		s.cond.Wait()
+	}
+	return s.live == 0
 }
 
 // close refuses further starts and lets the thread go once every started

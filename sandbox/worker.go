@@ -14,7 +14,7 @@ import (
 // Descriptors a worker is started with.
 const (
 	jobFD   = 3 // unix SOCK_STREAM: job in, results out
-	rootsFD = 4 // pipe: TLS roots (DER, see roots.go), closed by the monitor after writing
+	rootsFD = 4 // sealed memfd: TLS roots (DER, see roots.go), mapped read-only
 )
 
 // Environment variables the monitor sets for a worker (the rest of the
@@ -32,12 +32,12 @@ const (
 	exitLockdown = 3 // the sandbox could not be established
 )
 
-// maxRootsBytes bounds the roots read from the roots pipe.
+// maxRootsBytes bounds the roots mapped from the roots descriptor.
 const maxRootsBytes = 16 << 20
 
 // WorkerMain is the entry point of the "aivault-worker" applet. It refuses
 // to run (exit 2) unless descriptor 3 is a unix stream socket and descriptor
-// 4 a pipe, as handed over by the monitor. It then locks itself down, loads
+// 4 a sealed memfd, as handed over by the monitor. It then locks itself down, loads
 // the TLS roots, reports ready, serves exactly one job and exits.
 func WorkerMain() int {
 	if err := checkWorkerFDs(); err != nil {
@@ -122,26 +122,32 @@ func checkWorkerFDs() error {
 	if err1 != nil || err2 != nil || dom != unix.AF_UNIX || typ != unix.SOCK_STREAM {
 		return errors.New("descriptor 3 is not a unix stream socket")
 	}
-	if err := unix.Fstat(rootsFD, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO {
-		return errors.New("descriptor 4 is not the monitor's roots pipe")
+	if err := unix.Fstat(rootsFD, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return errors.New("descriptor 4 is not the monitor's roots file")
+	}
+	if seals, err := unix.FcntlInt(rootsFD, unix.F_GET_SEALS, 0); err != nil || seals&rootsSeals != rootsSeals {
+		return errors.New("descriptor 4 is not the monitor's sealed roots memfd")
 	}
 	return nil
 }
 
-// readRoots reads the roots (concatenated DER, see roots.go) from the roots
-// pipe and indexes them. An empty or unusable set is an error: the worker
+// readRoots maps the roots (concatenated DER, see roots.go) from the sealed
+// roots memfd, read-only. An empty or unusable set is an error: the worker
 // never falls back to files.
 func readRoots() (*rootSet, error) {
-	f := os.NewFile(rootsFD, "roots")
-	defer f.Close()
-	der, err := io.ReadAll(io.LimitReader(f, maxRootsBytes+1))
+	var st unix.Stat_t
+	if err := unix.Fstat(rootsFD, &st); err != nil {
+		return nil, fmt.Errorf("TLS roots: %w", err)
+	}
+	if st.Size <= 0 || st.Size > maxRootsBytes {
+		return nil, fmt.Errorf("TLS roots: %d bytes (want 1..%d)", st.Size, maxRootsBytes)
+	}
+	der, err := unix.Mmap(rootsFD, 0, int(st.Size), unix.PROT_READ, unix.MAP_PRIVATE)
+	_ = unix.Close(rootsFD)
 	if err != nil {
-		return nil, fmt.Errorf("read TLS roots: %w", err)
+		return nil, fmt.Errorf("map TLS roots: %w", err)
 	}
-	if len(der) > maxRootsBytes {
-		return nil, fmt.Errorf("TLS roots exceed %d bytes", maxRootsBytes)
-	}
-	return newRootSet(der)
+	return newRootSet(der) // the mapping lives as long as the process
 }
 
 // wipeJob zeroes the secret-bearing parts of a job.
