@@ -1,11 +1,13 @@
 package crypt
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/base32"
 	"encoding/binary"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -121,6 +123,18 @@ func (r *record) meta() SecretMeta {
 		Scope: r.Scope, WorkspaceID: r.WorkspaceID, GroupID: r.GroupID, Pinned: r.Pinned,
 		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, ValueVersion: r.ValueVersion,
 	}
+}
+
+// clone returns a deep copy of r.
+func (r *record) clone() *record {
+	c := *r
+	c.Aliases = slices.Clone(r.Aliases)
+	c.Value = bytes.Clone(r.Value)
+	c.Wraps = make([]wrap, len(r.Wraps))
+	for i, w := range r.Wraps {
+		c.Wraps[i] = wrap{KEKID: w.KEKID, DEK: bytes.Clone(w.DEK)}
+	}
+	return &c
 }
 
 // wrapFor returns the wrap under kekID, or nil.

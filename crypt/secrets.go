@@ -1,6 +1,7 @@
 package crypt
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -35,6 +36,9 @@ func (v *Vault) loadRecord(id string) (*record, error) {
 		}
 		return nil, fmt.Errorf("reading secret %s: %w", id, err)
 	}
+	if r, ok := v.parsedRecord(id, data); ok {
+		return r, nil
+	}
 	r, err := parseRecord(data)
 	if err != nil {
 		return nil, &TamperedError{ID: id, File: path, Problem: err.Error()}
@@ -42,7 +46,49 @@ func (v *Vault) loadRecord(id string) (*record, error) {
 	if r.ID != id {
 		return nil, &TamperedError{ID: id, File: path, Problem: "record id does not match its file name"}
 	}
+	v.rememberRecord(id, data, r)
 	return r, nil
+}
+
+// parsedRecord returns a copy of the record parsed from exactly data for
+// id, if it is the last one parsed. The file is read every time; only the
+// strict JSON decoding (most of the daemon's per-request work on records)
+// is skipped for unchanged bytes. Records hold only ciphertext and wrapped
+// keys.
+func (v *Vault) parsedRecord(id string, data []byte) (*record, bool) {
+	v.recMu.Lock()
+	defer v.recMu.Unlock()
+	c, ok := v.records[id]
+	if !ok || !bytes.Equal(c.data, data) {
+		return nil, false
+	}
+	return c.rec.clone(), true
+}
+
+func (v *Vault) rememberRecord(id string, data []byte, r *record) {
+	v.recMu.Lock()
+	defer v.recMu.Unlock()
+	if v.records == nil {
+		v.records = map[string]parsedRecord{}
+	}
+	v.records[id] = parsedRecord{data: bytes.Clone(data), rec: r.clone()}
+}
+
+// forgetRecordsExcept drops remembered records whose ids are not in ids.
+func (v *Vault) forgetRecordsExcept(ids []string) {
+	v.recMu.Lock()
+	defer v.recMu.Unlock()
+	for id := range v.records {
+		if !slices.Contains(ids, id) {
+			delete(v.records, id)
+		}
+	}
+}
+
+// parsedRecord is a record file's bytes and what they parsed to.
+type parsedRecord struct {
+	data []byte
+	rec  *record
 }
 
 // recordIDs lists the ids of the record files in D/secrets, sorted. Files
@@ -80,6 +126,7 @@ func (v *Vault) loadAll() ([]*record, error) {
 	if err != nil {
 		return nil, err
 	}
+	v.forgetRecordsExcept(ids)
 	out := make([]*record, 0, len(ids))
 	for _, id := range ids {
 		r, err := v.loadRecord(id)

@@ -106,6 +106,12 @@ func TestTamperedRecords(t *testing.T) {
 			v, k := newFileVault(t, Options{})
 			a := mustCreate(t, v, k, SecretMeta{Name: "A", Pinned: "openai"}, values[0]).ID
 			b := mustCreate(t, v, k, SecretMeta{Name: "B", Pinned: "openai"}, values[1]).ID
+			// Read both first: the vault remembers what it parsed, and that
+			// must never hide a later edit.
+			mustOpen(t, v, k, a, values[0])
+			if _, err := v.ListSecrets(); err != nil {
+				t.Fatal(err)
+			}
 			tc.edit(t, v, a, b)
 
 			_, err := v.OpenSecret(k, a)

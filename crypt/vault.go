@@ -284,6 +284,9 @@ type Vault struct {
 
 	stateMu  sync.Mutex               // guards verified
 	verified map[string]verifiedState // see LoadState
+
+	recMu   sync.Mutex              // guards records
+	records map[string]parsedRecord // see loadRecord
 }
 
 func (v *Vault) metaPath() string    { return filepath.Join(v.paths.Dir, metaName) }

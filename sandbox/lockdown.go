@@ -16,7 +16,7 @@ import (
 const MinLandlockABI = 4
 
 // workerNoFile is the worker's RLIMIT_NOFILE: stdio, the job channel, the
-// roots memfd (closed once mapped), the upstream socket, the Go runtime's epoll and event fds and
+// roots and filter memfds (closed once read), the upstream socket, the Go runtime's epoll and event fds and
 // a little slack. Opening files is denied anyway.
 const workerNoFile = 16
 
@@ -28,13 +28,15 @@ type lockdownInfo struct {
 
 // lockdown confines the calling process, in this order: no_new_privs (all
 // threads), non-dumpable, parent-death signal, resource limits, Landlock with
-// no file or TCP access at all, then the seccomp allow-list with TSYNC. With
+// no file or TCP access at all, then the seccomp allow-list with TSYNC
+// (filterProg: the monitor's compiled program, see filter.go; nil compiles
+// it here). With
 // insecure set, Landlock and seccomp are skipped (the operator's
 // --insecure-no-sandbox); everything else still applies.
 //
 // RLIMIT_NPROC is deliberately not set: it counts threads per real uid and
 // would kill a non-root Go worker; fork is denied by seccomp instead.
-func lockdown(insecure bool, parentPID int) (lockdownInfo, error) {
+func lockdown(insecure bool, parentPID int, filterProg []byte) (lockdownInfo, error) {
 	var info lockdownInfo
 	// no_new_privs is per thread. A worker started by a Pool inherits it on
 	// every thread from the spawner's thread (spawner.go): all threads
@@ -79,7 +81,7 @@ func lockdown(insecure bool, parentPID int) (lockdownInfo, error) {
 	// process in a Landlock domain before the Go runtime started a thread.
 	if abi, errno := earlyLandlock(); abi >= MinLandlockABI {
 		info.LandlockABI = abi
-		if err := loadSeccomp(); err != nil {
+		if err := loadSeccomp(filterProg); err != nil {
 			return info, fmt.Errorf("seccomp: %w", err)
 		}
 		info.Seccomp = true
@@ -108,7 +110,7 @@ func lockdown(insecure bool, parentPID int) (lockdownInfo, error) {
 	}
 	info.LandlockABI = abi
 
-	if err := loadSeccomp(); err != nil {
+	if err := loadSeccomp(filterProg); err != nil {
 		return info, fmt.Errorf("seccomp: %w", err)
 	}
 	info.Seccomp = true

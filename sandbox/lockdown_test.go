@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"strconv"
@@ -111,6 +112,27 @@ func TestVerifyDeadWorker(t *testing.T) {
 	err := pollErr(t, func() error { return w.verify(false) })
 	if !errors.Is(err, errWorkerGone) {
 		t.Fatalf("verify(dead) = %v, want errWorkerGone", err)
+	}
+}
+
+// TestAliveDeadWorker: take's check notices an idle worker that died,
+// without reaping it (the pid stays the monitor's until wait).
+func TestAliveDeadWorker(t *testing.T) {
+	u := newUpstream(t, nil)
+	w := spawnForTest(t, testConfig(t, u.roots, nil))
+	if err := w.alive(); err != nil {
+		t.Fatalf("alive(ready worker) = %v", err)
+	}
+	w.kill()
+	err := pollErr(t, w.alive)
+	if !errors.Is(err, errWorkerGone) {
+		t.Fatalf("alive(killed) = %v, want errWorkerGone", err)
+	}
+	if _, serr := os.Stat(fmt.Sprintf("/proc/%d", w.pid)); serr != nil {
+		t.Fatalf("the dead worker was reaped by the check: %v", serr)
+	}
+	if st := w.wait(); st == nil || st.Success() {
+		t.Fatalf("wait after kill = %v", st)
 	}
 }
 

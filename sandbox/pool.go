@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"errors"
@@ -71,6 +72,10 @@ type PoolConfig struct {
 	rootsDER  []byte
 	rootsFile *os.File
 	rootsErr  error
+	// filterFile is the worker seccomp filter compiled once (raw BPF with
+	// a pid placeholder, see filter.go), in a sealed memfd.
+	filterFile *os.File
+	filterErr  error
 }
 
 func (c PoolConfig) withDefaults() PoolConfig {
@@ -92,7 +97,25 @@ func (c PoolConfig) withDefaults() PoolConfig {
 	if c.rootsFile == nil && c.rootsErr == nil {
 		c.rootsFile, c.rootsErr = sealedMemfd("aivault-roots", c.rootsDER)
 	}
+	if c.filterFile == nil && c.filterErr == nil {
+		var prog []byte
+		if !c.Insecure {
+			prog, c.filterErr = compileFilter()
+		}
+		if c.filterErr == nil {
+			c.filterFile, c.filterErr = sealedMemfd("aivault-seccomp", prog)
+		}
+	}
 	return c
+}
+
+// closeFiles closes the memfds withDefaults made.
+func (c PoolConfig) closeFiles() {
+	for _, f := range []*os.File{c.rootsFile, c.filterFile} {
+		if f != nil {
+			_ = f.Close()
+		}
+	}
 }
 
 // sealedMemfd returns a memfd holding data, sealed against any change
@@ -156,7 +179,6 @@ type Pool struct {
 // synchronously to prove the sandbox works here, and keeps cfg.Size workers
 // ready from then on.
 func NewPool(ctx context.Context, cfg PoolConfig) (*Pool, error) {
-	cfg = cfg.withDefaults()
 	if len(cfg.RootsPEM) == 0 {
 		return nil, errorf(ClassSandboxUnavailable, "no TLS roots were configured for the workers")
 	}
@@ -165,6 +187,7 @@ func NewPool(ctx context.Context, cfg PoolConfig) (*Pool, error) {
 			return nil, &Error{Class: ClassSandboxUnavailable, Msg: "the worker sandbox is not available: " + strings.Join(s.Problems, "; ")}
 		}
 	}
+	cfg = cfg.withDefaults()
 	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	p := &Pool{
 		cfg:    cfg,
@@ -180,6 +203,7 @@ func NewPool(ctx context.Context, cfg PoolConfig) (*Pool, error) {
 	if err != nil {
 		cancel()
 		p.sp.close()
+		cfg.closeFiles()
 		return nil, err
 	}
 	if cfg.Size > 0 {
@@ -223,9 +247,7 @@ func (p *Pool) Close() error {
 				// that nothing the pool started outlives Close.
 				p.sp.close()
 				p.sp.waitReaped(exitWait + time.Second)
-				if p.cfg.rootsFile != nil {
-					_ = p.cfg.rootsFile.Close()
-				}
+				p.cfg.closeFiles()
 				return
 			}
 		}
@@ -284,9 +306,9 @@ func (p *Pool) spawnChecked(ctx context.Context) (*worker, error) {
 	return w, nil
 }
 
-// take returns a verified worker: an idle one, or a fresh one when none is
-// ready. An idle worker found dead is replaced once; a live worker that
-// fails the lockdown check is killed and the request refused.
+// take returns a verified worker (spawn checked its lockdown): an idle one,
+// or a fresh one when none is ready. An idle worker found dead is replaced
+// once.
 func (p *Pool) take(ctx context.Context) (*worker, error) {
 	if p.ctx.Err() != nil {
 		return nil, errorf(ClassWorkerFailed, "the worker pool is closed")
@@ -305,7 +327,7 @@ func (p *Pool) take(ctx context.Context) (*worker, error) {
 				return nil, err
 			}
 		}
-		err := w.verify(p.cfg.Insecure)
+		err := w.alive()
 		if err == nil {
 			return w, nil
 		}
@@ -396,6 +418,10 @@ func spawn(ctx context.Context, cfg PoolConfig, sp *spawner) (*worker, error) {
 		_ = uc.Close()
 		return nil, errorf(ClassWorkerFailed, "TLS roots for the workers: %v", cfg.rootsErr)
 	}
+	if cfg.filterFile == nil {
+		_ = uc.Close()
+		return nil, errorf(ClassSandboxUnavailable, "the workers' seccomp filter: %v", cfg.filterErr)
+	}
 
 	env := append([]string{}, cfg.Env...)
 	env = append(env, envParentPID+"="+strconv.Itoa(os.Getpid()))
@@ -411,7 +437,7 @@ func spawn(ctx context.Context, cfg PoolConfig, sp *spawner) (*worker, error) {
 		// pipe; errors are swallowed so the worker never gets EPIPE on
 		// stderr (which Go turns into SIGPIPE).
 		Stderr:     &stderrWriter{w: cfg.Stderr, tail: tail},
-		ExtraFiles: []*os.File{childEnd, cfg.rootsFile},
+		ExtraFiles: []*os.File{childEnd, cfg.rootsFile, cfg.filterFile},
 		SysProcAttr: &syscall.SysProcAttr{
 			Pdeathsig:  syscall.SIGKILL,
 			Credential: cfg.Credential,
@@ -454,7 +480,43 @@ func spawn(ctx context.Context, cfg PoolConfig, sp *spawner) (*worker, error) {
 		return nil, &Error{Class: ClassWorkerFailed, Msg: msg}
 	}
 	w.ready = ready
+	// The monitor's own check, from outside, of every thread the worker
+	// has: done here, when it reports ready and before it can be handed a
+	// job, so that it is off the request's path (take only checks that
+	// the worker is still alive). What it checks cannot be undone by the
+	// worker: no_new_privs and a seccomp filter are for life and every
+	// later thread inherits them; attaching a tracer to a non-dumpable
+	// process of another uid needs CAP_SYS_PTRACE.
+	if err := w.verify(cfg.Insecure); err != nil {
+		w.kill()
+		w.wait()
+		var se *Error
+		if errors.As(err, &se) {
+			return nil, err
+		}
+		return nil, &Error{Class: ClassWorkerFailed, Msg: "worker died before its check: " + describeExit(w.state), Err: err}
+	}
 	return w, nil
+}
+
+// alive reports errWorkerGone when the (not yet reaped, so still ours)
+// worker has exited or been killed while idle: its state in /proc/<pid>/stat
+// is Z or X, or the file is gone. One small read: the full check ran at
+// spawn (verify).
+func (w *worker) alive() error {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(w.pid) + "/stat")
+	if err != nil {
+		return fmt.Errorf("%w: %v", errWorkerGone, err)
+	}
+	// "pid (comm) S ...": the state follows the last ')' (comm may hold any byte).
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 || i+2 >= len(data) {
+		return fmt.Errorf("%w: unreadable stat", errWorkerGone)
+	}
+	if st := data[i+2]; st == 'Z' || st == 'X' || st == 'x' {
+		return errWorkerGone
+	}
+	return nil
 }
 
 // errWorkerGone marks an idle worker that died before it got a job.

@@ -32,7 +32,7 @@ type ProbeResult struct {
 	Detail string
 }
 
-// Probe starts a real worker with cfg, verifies it like the pool does, asks
+// Probe starts a real worker with cfg, verified like the pool's are, asks
 // it to attempt one forbidden action and reports whether it was blocked.
 // An error means the probe could not be run at all.
 func Probe(ctx context.Context, cfg PoolConfig, what string) (ProbeResult, error) {
@@ -43,15 +43,11 @@ func Probe(ctx context.Context, cfg PoolConfig, what string) (ProbeResult, error
 		return res, errorf(ClassInvalidRequest, "unknown probe %q (want one of %s)", truncate(what, 20), strings.Join(ProbeNames(), ", "))
 	}
 	cfg = cfg.withDefaults() // probes need no TLS roots
+	defer cfg.closeFiles()
 	sp := newSpawner()
 	defer sp.close()
 	w, err := spawn(ctx, cfg, sp)
 	if err != nil {
-		return res, err
-	}
-	if err := w.verify(cfg.Insecure); err != nil {
-		w.kill()
-		w.wait()
 		return res, err
 	}
 	var end *ipc.Result

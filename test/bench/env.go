@@ -154,6 +154,10 @@ func (e *benchEnv) startDaemon(ctx context.Context) error {
 	cmd.Env = append(cmd.Env,
 		"AIVAULT_DEV_RESOLVE="+upstreamHost+"="+e.upAddr,
 		"AIVAULT_DEV_CA_CERT_PATH="+e.ca)
+	// Experiments: extra variables for the daemon only (e.g. GOGC=200).
+	if extra := os.Getenv("BENCH_DAEMON_ENV"); extra != "" {
+		cmd.Env = append(cmd.Env, strings.Fields(extra)...)
+	}
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}

@@ -244,6 +244,10 @@ func bench(ctx context.Context, o options) error {
 		fmt.Printf("%-6s c%d: %d requests in %.1fs = %.0f req/s, CPU %.2f ms/req (client %.2f, proxy %.2f, upstream %.2f), errors %d\n",
 			p.name, o.conc, r.c32N, r.c32Time.Seconds(), r.rps(), r.cpu.perReq(r.c32N, r.cpu.total()), r.cpu.perReq(r.c32N, r.cpu.client),
 			r.cpu.perReq(r.c32N, r.cpu.proxy), r.cpu.perReq(r.c32N, r.cpu.upstream), r.c32Errors)
+		if r.cpu.workers > 0 {
+			fmt.Printf("%-6s c%d: proxy CPU %.2f ms/req = monitor %.2f + workers %.2f\n", p.name, o.conc,
+				r.cpu.perReq(r.c32N, r.cpu.proxy), r.cpu.perReq(r.c32N, r.cpu.proxy-r.cpu.workers), r.cpu.perReq(r.c32N, r.cpu.workers))
+		}
 		if r.errSample != "" {
 			fmt.Printf("%-6s first error: %s\n", p.name, r.errSample)
 		}
@@ -309,7 +313,10 @@ func runC1(ctx context.Context, p *pathDef, n int) ([]time.Duration, int, string
 }
 
 // cpuUse is CPU time in seconds, split by role.
-type cpuUse struct{ client, proxy, upstream float64 }
+type cpuUse struct {
+	client, proxy, upstream float64
+	workers                 float64 // the part of proxy spent in reaped children (the daemon's workers)
+}
 
 func (c cpuUse) total() float64 { return c.client + c.proxy + c.upstream }
 func (c cpuUse) perReq(n int, sec float64) float64 {
@@ -322,6 +329,7 @@ func (c cpuUse) perReq(n int, sec float64) float64 {
 type cpuSnap struct {
 	self, children  float64 // this process (the clients) and its reaped children (cli processes)
 	proxy, upstream float64
+	workers         float64 // reaped children of the proxy processes (included in proxy)
 }
 
 func snapCPU(p *pathDef, e *benchEnv) cpuSnap {
@@ -342,6 +350,7 @@ func snapCPU(p *pathDef, e *benchEnv) cpuSnap {
 			s.proxy += float64(self) / clockTicks
 			if p.reaped {
 				s.proxy += float64(kids) / clockTicks
+				s.workers += float64(kids) / clockTicks
 			}
 		}
 	}
@@ -385,6 +394,7 @@ func runConc(ctx context.Context, p *pathDef, conc int, dur time.Duration, e *be
 		client:   (after.self - before.self) + (after.children - before.children),
 		proxy:    after.proxy - before.proxy,
 		upstream: after.upstream - before.upstream,
+		workers:  after.workers - before.workers,
 	}
 	return int(ok.Load()), int(bad.Load()), elapsed, use
 }
