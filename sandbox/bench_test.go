@@ -4,36 +4,15 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"os"
 	"testing"
 
 	"github.com/aivault/aivault/ipc"
 )
 
-// BenchmarkFilterCompile measures building and compiling the seccomp
-// filter to BPF (what every worker does once, in a fresh process).
-func BenchmarkFilterCompile(b *testing.B) {
-	devNull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer devNull.Close()
-	for b.Loop() {
-		f, err := buildFilter(os.Getpid())
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := f.ExportBPF(devNull); err != nil {
-			b.Fatal(err)
-		}
-		f.Release()
-	}
-}
-
 func benchSpawn(b *testing.B, insecure bool) {
 	u := newUpstream(b, nil)
 	cfg := PoolConfig{Exe: "/proc/self/exe", RootsPEM: u.roots, Env: []string{}, Stderr: io.Discard, Insecure: insecure}.withDefaults()
-	sp := newSpawner()
+	sp := newSpawner(cfg.spawnerExe())
 	defer sp.close()
 	for b.Loop() {
 		w, err := spawn(context.Background(), cfg, sp)

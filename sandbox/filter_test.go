@@ -8,7 +8,7 @@ import (
 // TestFilterProgram: the compiled program carries the pid placeholder only
 // in equality tests, and instantiating it changes exactly those.
 func TestFilterProgram(t *testing.T) {
-	prog, err := compileFilter()
+	prog, err := filterProgram()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,12 +29,12 @@ func TestFilterProgram(t *testing.T) {
 		}
 		switch {
 		case in.K == orig:
-		case orig == pidPlaceholder && in.K == pid && in.Code == bpfJeqK:
+		case orig == FilterPIDPlaceholder && in.K == pid && in.Code == bpfJeqK:
 			changed++
 		default:
 			t.Fatalf("instruction %d: k %#x became %#x", i, orig, in.K)
 		}
-		if in.K == pidPlaceholder {
+		if in.K == FilterPIDPlaceholder {
 			t.Fatalf("instruction %d still holds the placeholder", i)
 		}
 	}
@@ -46,7 +46,7 @@ func TestFilterProgram(t *testing.T) {
 			t.Errorf("a %d-byte program was accepted", len(bad))
 		}
 	}
-	for _, bad := range []int{0, -1, pidPlaceholder + 1} {
+	for _, bad := range []int{0, -1, FilterPIDPlaceholder + 1} {
 		if _, _, err := instantiateFilter(prog, bad); err == nil {
 			t.Errorf("pid %d was accepted", bad)
 		}
@@ -54,9 +54,9 @@ func TestFilterProgram(t *testing.T) {
 }
 
 // BenchmarkFilterInstantiate: what a worker now does instead of building
-// and compiling the filter (BenchmarkFilterCompile).
+// and compiling the filter (seccompgen's BenchmarkFilterCompile).
 func BenchmarkFilterInstantiate(b *testing.B) {
-	prog, err := compileFilter()
+	prog, err := filterProgram()
 	if err != nil {
 		b.Fatal(err)
 	}

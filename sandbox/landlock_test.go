@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -101,19 +102,22 @@ func TestLandlockLayerAlone(t *testing.T) {
 	t.Logf("landlock alone:\n%s", got)
 }
 
-// earlyCheckEnv makes the test binary, started as aivault-worker with a job
-// socket on descriptor 3 (so that the worker's C constructor ran), report
-// what the process can still do with nothing but that constructor's
-// Landlock domain: no seccomp filter, no other lockdown step.
-const earlyCheckEnv = "AIVAULT_TEST_EARLY_LANDLOCK_CHECK"
+// landlockInheritArgv0 makes the test binary apply nothing itself and
+// report what the Landlock domain it was started in lets it do: started by
+// a restricted spawner, that is the domain every worker gets.
+const landlockInheritArgv0 = "aivault-landlock-inherit"
 
-func earlyLandlockCheckMain() int {
-	abi, errno := earlyLandlock()
-	fmt.Printf("early-abi=%d errno=%d\n", abi, int(errno))
+func landlockInheritMain() int {
+	in, err := workerLandlocked()
+	fmt.Printf("landlocked=%v err=%v\n", in, err)
 	return landlockProbes()
 }
 
-func TestEarlyLandlockDomainAlone(t *testing.T) {
+// TestSpawnerLandlockDomainInherited: a process the restricted spawner
+// thread starts is in the worker domain from its first instruction (no
+// seccomp, no lockdown step of its own), and one started by an unrestricted
+// spawner is not (the control).
+func TestSpawnerLandlockDomainInherited(t *testing.T) {
 	if s := Support(); s.LandlockABI < MinLandlockABI {
 		t.Fatalf("this machine lacks Landlock ABI %d: %v", MinLandlockABI, s.Problems)
 	}
@@ -126,32 +130,34 @@ func TestEarlyLandlockDomainAlone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, b := os.NewFile(uintptr(fds[0]), "job"), os.NewFile(uintptr(fds[1]), "peer")
-	defer a.Close()
-	defer b.Close()
-	run := func(argv0 string) string {
-		cmd := exec.Command(exe)
-		cmd.Args = []string{argv0}
-		cmd.ExtraFiles = []*os.File{a}
-		cmd.Env = []string{earlyCheckEnv + "=1", "LL_ADDR=" + l.Addr().String(), "LL_WRITE=" + t.TempDir() + "/f"}
-		out, err := cmd.CombinedOutput()
+	dir := t.TempDir()
+	run := func(spawnerExe string) string {
+		sp := newSpawner(spawnerExe)
+		defer sp.close()
+		var out bytes.Buffer
+		cmd := &exec.Cmd{Path: exe, Args: []string{landlockInheritArgv0}, Stdout: &out, Stderr: &out,
+			Env: []string{"LL_ADDR=" + l.Addr().String(), "LL_WRITE=" + dir + "/f"}}
+		if err := sp.start(cmd); err != nil {
+			t.Fatal(err)
+		}
+		err := cmd.Wait()
+		sp.release()
 		if err != nil {
-			t.Fatalf("%v: %s", err, out)
+			t.Fatalf("%v: %s", err, out.String())
 		}
-		return string(out)
+		return out.String()
 	}
-	got := run(DefaultArgv0)
-	if !strings.Contains(got, "early-abi=") || strings.Contains(got, "early-abi=0 ") {
-		t.Fatalf("the constructor did not restrict the worker:\n%s", got)
-	}
-	for _, want := range []string{"open=EACCES", "readdir=EACCES", "write=EACCES", "connect=EACCES", "bind=EACCES"} {
-		if !strings.Contains(got, want+"\n") {
-			t.Errorf("want %s; got:\n%s", want, got)
+	got := run(exe)
+	for _, want := range []string{"landlocked=true", "open=EACCES", "readdir=EACCES", "write=EACCES", "connect=EACCES", "bind=EACCES"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("restricted spawner: want %s; got:\n%s", want, got)
 		}
 	}
-	t.Logf("constructor's Landlock domain alone:\n%s", got)
+	t.Logf("the spawner's Landlock domain alone:\n%s", got)
+	ctl := run("")
+	for _, want := range []string{"landlocked=false", "open=ok", "readdir=ok", "write=ok", "connect=ok"} {
+		if !strings.Contains(ctl, want) {
+			t.Errorf("unrestricted spawner (control): want %s; got:\n%s", want, ctl)
+		}
+	}
 }

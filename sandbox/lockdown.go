@@ -28,15 +28,13 @@ type lockdownInfo struct {
 
 // lockdown confines the calling process, in this order: no_new_privs (all
 // threads), non-dumpable, parent-death signal, resource limits, Landlock with
-// no file or TCP access at all, then the seccomp allow-list with TSYNC
-// (filterProg: the monitor's compiled program, see filter.go; nil compiles
-// it here). With
+// no file or TCP access at all, then the seccomp allow-list with TSYNC. With
 // insecure set, Landlock and seccomp are skipped (the operator's
 // --insecure-no-sandbox); everything else still applies.
 //
 // RLIMIT_NPROC is deliberately not set: it counts threads per real uid and
 // would kill a non-root Go worker; fork is denied by seccomp instead.
-func lockdown(insecure bool, parentPID int, filterProg []byte) (lockdownInfo, error) {
+func lockdown(insecure bool, parentPID int) (lockdownInfo, error) {
 	var info lockdownInfo
 	// no_new_privs is per thread. A worker started by a Pool inherits it on
 	// every thread from the spawner's thread (spawner.go): all threads
@@ -77,20 +75,12 @@ func lockdown(insecure bool, parentPID int, filterProg []byte) (lockdownInfo, er
 		return info, nil
 	}
 
-	// Normally the worker's C constructor (early.go) already put the whole
-	// process in a Landlock domain before the Go runtime started a thread.
-	if abi, errno := earlyLandlock(); abi >= MinLandlockABI {
-		info.LandlockABI = abi
-		if err := loadSeccomp(filterProg); err != nil {
-			return info, fmt.Errorf("seccomp: %w", err)
-		}
-		info.Seccomp = true
-		return info, nil
-	} else if errno != 0 {
-		return info, fmt.Errorf("landlock (at start): %w", errno)
+	// Normally the worker started inside the Landlock domain of the
+	// spawner's thread (spawnlandlock.go), on every thread it has.
+	landlocked, err := workerLandlocked()
+	if err != nil {
+		return info, fmt.Errorf("landlock check: %w", err)
 	}
-	// Started some other way (tests that run the worker in-process): apply
-	// the same ruleset to every thread through go-landlock.
 	abi, err := llsys.LandlockGetABIVersion()
 	if err != nil {
 		return info, fmt.Errorf("landlock is not available: %w", err)
@@ -98,19 +88,26 @@ func lockdown(insecure bool, parentPID int, filterProg []byte) (lockdownInfo, er
 	if abi < MinLandlockABI {
 		return info, fmt.Errorf("landlock ABI %d is too old (need %d, for TCP rules)", abi, MinLandlockABI)
 	}
-	// Handle every access right the kernel knows and add no rule: no file
-	// access, no TCP bind or connect, and (ABI ≥ 6) no signals or abstract
-	// unix sockets outside the worker. BestEffort only drops rights the
-	// kernel cannot express; the ABI floor above keeps the TCP rules.
-	// Note: under cgo, go-landlock enforces per thread through libpsx, which
-	// needs to list /proc/<pid>/task; for kernels before ABI 8 go-landlock
-	// therefore adds one read-dir rule for that directory (its bug #39).
-	if err := landlock.V11.BestEffort().Restrict(); err != nil {
-		return info, fmt.Errorf("landlock: %w", err)
+	if !landlocked {
+		// Started some other way (not by a Pool): apply the same kind of
+		// ruleset to every thread through go-landlock: every access right
+		// handled and no rule, so no file access at all, no TCP bind or
+		// connect, and (ABI ≥ 6) no signals or abstract unix sockets
+		// outside the worker. BestEffort only drops rights the kernel
+		// cannot express; the ABI floor above keeps the TCP rules. (Under
+		// cgo, go-landlock enforces per thread through libpsx, which needs
+		// to list /proc/<pid>/task; before ABI 8 it therefore adds one
+		// read-dir rule for that directory, its bug #39.)
+		if err := landlock.V11.BestEffort().Restrict(); err != nil {
+			return info, fmt.Errorf("landlock: %w", err)
+		}
+		if landlocked, err = workerLandlocked(); err != nil || !landlocked {
+			return info, fmt.Errorf("landlock: the ruleset does not deny file access (%v)", err)
+		}
 	}
 	info.LandlockABI = abi
 
-	if err := loadSeccomp(filterProg); err != nil {
+	if err := loadSeccomp(); err != nil {
 		return info, fmt.Errorf("seccomp: %w", err)
 	}
 	info.Seccomp = true

@@ -17,9 +17,10 @@ import (
 // spawnForTest starts one worker outside any pool.
 func spawnForTest(t *testing.T, cfg PoolConfig) *worker {
 	t.Helper()
-	sp := newSpawner()
+	cfg = cfg.withDefaults()
+	sp := newSpawner(cfg.spawnerExe())
 	t.Cleanup(sp.close)
-	w, err := spawn(context.Background(), cfg.withDefaults(), sp)
+	w, err := spawn(context.Background(), cfg, sp)
 	if err != nil {
 		t.Fatal(err)
 	}

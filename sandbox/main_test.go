@@ -21,10 +21,9 @@ import (
 func TestMain(m *testing.M) {
 	switch filepath.Base(os.Args[0]) {
 	case DefaultArgv0:
-		if os.Getenv(earlyCheckEnv) == "1" {
-			os.Exit(earlyLandlockCheckMain())
-		}
 		os.Exit(WorkerMain())
+	case landlockInheritArgv0:
+		os.Exit(landlockInheritMain())
 	case landlockCheckArgv0:
 		os.Exit(landlockCheckMain())
 	case evilArgv0:

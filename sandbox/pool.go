@@ -72,10 +72,6 @@ type PoolConfig struct {
 	rootsDER  []byte
 	rootsFile *os.File
 	rootsErr  error
-	// filterFile is the worker seccomp filter compiled once (raw BPF with
-	// a pid placeholder, see filter.go), in a sealed memfd.
-	filterFile *os.File
-	filterErr  error
 }
 
 func (c PoolConfig) withDefaults() PoolConfig {
@@ -97,24 +93,22 @@ func (c PoolConfig) withDefaults() PoolConfig {
 	if c.rootsFile == nil && c.rootsErr == nil {
 		c.rootsFile, c.rootsErr = sealedMemfd("aivault-roots", c.rootsDER)
 	}
-	if c.filterFile == nil && c.filterErr == nil {
-		var prog []byte
-		if !c.Insecure {
-			prog, c.filterErr = compileFilter()
-		}
-		if c.filterErr == nil {
-			c.filterFile, c.filterErr = sealedMemfd("aivault-seccomp", prog)
-		}
-	}
 	return c
 }
 
-// closeFiles closes the memfds withDefaults made.
+// spawnerExe is what the spawner's Landlock domain allows (see
+// spawnlandlock.go): the worker executable, or nothing without a sandbox.
+func (c PoolConfig) spawnerExe() string {
+	if c.Insecure {
+		return ""
+	}
+	return c.Exe
+}
+
+// closeFiles closes the memfd withDefaults made.
 func (c PoolConfig) closeFiles() {
-	for _, f := range []*os.File{c.rootsFile, c.filterFile} {
-		if f != nil {
-			_ = f.Close()
-		}
+	if c.rootsFile != nil {
+		_ = c.rootsFile.Close()
 	}
 }
 
@@ -196,7 +190,7 @@ func NewPool(ctx context.Context, cfg PoolConfig) (*Pool, error) {
 		idle:   make(chan *worker, max(cfg.Size, 1)),
 		wake:   make(chan struct{}, 1),
 		done:   make(chan struct{}),
-		sp:     newSpawner(),
+		sp:     newSpawner(cfg.spawnerExe()),
 	}
 	p.lastErr.Store("")
 	w, err := p.spawnChecked(ctx)
@@ -418,10 +412,6 @@ func spawn(ctx context.Context, cfg PoolConfig, sp *spawner) (*worker, error) {
 		_ = uc.Close()
 		return nil, errorf(ClassWorkerFailed, "TLS roots for the workers: %v", cfg.rootsErr)
 	}
-	if cfg.filterFile == nil {
-		_ = uc.Close()
-		return nil, errorf(ClassSandboxUnavailable, "the workers' seccomp filter: %v", cfg.filterErr)
-	}
 
 	env := append([]string{}, cfg.Env...)
 	env = append(env, envParentPID+"="+strconv.Itoa(os.Getpid()))
@@ -437,7 +427,7 @@ func spawn(ctx context.Context, cfg PoolConfig, sp *spawner) (*worker, error) {
 		// pipe; errors are swallowed so the worker never gets EPIPE on
 		// stderr (which Go turns into SIGPIPE).
 		Stderr:     &stderrWriter{w: cfg.Stderr, tail: tail},
-		ExtraFiles: []*os.File{childEnd, cfg.rootsFile, cfg.filterFile},
+		ExtraFiles: []*os.File{childEnd, cfg.rootsFile},
 		SysProcAttr: &syscall.SysProcAttr{
 			Pdeathsig:  syscall.SIGKILL,
 			Credential: cfg.Credential,

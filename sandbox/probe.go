@@ -44,7 +44,7 @@ func Probe(ctx context.Context, cfg PoolConfig, what string) (ProbeResult, error
 	}
 	cfg = cfg.withDefaults() // probes need no TLS roots
 	defer cfg.closeFiles()
-	sp := newSpawner()
+	sp := newSpawner(cfg.spawnerExe())
 	defer sp.close()
 	w, err := spawn(ctx, cfg, sp)
 	if err != nil {

@@ -2,6 +2,8 @@ package sandbox
 
 import (
 	"errors"
+	"fmt"
+	"os"
 	"os/exec"
 	"runtime"
 	"sync"
@@ -21,6 +23,11 @@ import (
 // been reaped.
 type spawner struct {
 	reqs chan spawnReq
+	// exe, when set, is the only file the spawner thread's Landlock domain
+	// (and so every worker's) allows: read and execute.
+	exe      string
+	startErr error    // set by the thread before the first request: the domain could not be made
+	devNull  *os.File // workers' stdin and stdout (the restricted thread cannot open it)
 
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -35,25 +42,52 @@ type spawnReq struct {
 
 var errSpawnerClosed = errors.New("the worker pool is closed")
 
-func newSpawner() *spawner {
-	s := &spawner{reqs: make(chan spawnReq)}
+// newSpawner starts the spawner's thread. With a non-empty exe the thread
+// restricts itself to a worker Landlock domain first (spawnlandlock.go);
+// if that fails, every start fails with the reason.
+func newSpawner(exe string) *spawner {
+	s := &spawner{reqs: make(chan spawnReq), exe: exe}
 	s.cond = sync.NewCond(&s.mu)
-	go s.loop()
+	if f, err := os.Open(os.DevNull); err == nil {
+		s.devNull = f
+	}
+	ready := make(chan struct{})
+	go s.loop(ready)
+	<-ready
 	return s
 }
 
-func (s *spawner) loop() {
+func (s *spawner) loop(ready chan<- struct{}) {
 	runtime.LockOSThread()
 	// no_new_privs is per thread and survives fork and execve: set on this
 	// thread, every worker starts with it on all of its threads, so its
 	// lockdown needs no all-threads prctl (lockdown.go; that broadcast was a
-	// tenth of a worker's CPU). The thread is then never unlocked: it ends
-	// with the loop instead of going back to the scheduler with the flag.
-	if unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != nil {
-		defer runtime.UnlockOSThread()
+	// tenth of a worker's CPU). The same holds for the Landlock domain
+	// (spawnlandlock.go). The thread is then never unlocked: it ends with
+	// the loop instead of going back to the scheduler restricted.
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		s.startErr = fmt.Errorf("prctl(PR_SET_NO_NEW_PRIVS): %w", err)
+	} else if s.exe != "" {
+		if err := restrictSpawnerThread(s.exe); err != nil {
+			s.startErr = err
+		}
 	}
+	close(ready)
 	for r := range s.reqs {
+		if s.startErr != nil {
+			r.res <- s.startErr
+			continue
+		}
+		if r.cmd.Stdin == nil && s.devNull != nil {
+			r.cmd.Stdin = s.devNull
+		}
+		if r.cmd.Stdout == nil && s.devNull != nil {
+			r.cmd.Stdout = s.devNull
+		}
 		r.res <- r.cmd.Start()
+	}
+	if s.devNull != nil {
+		_ = s.devNull.Close()
 	}
 }
 

@@ -3,9 +3,9 @@ package sandbox
 import (
 	"errors"
 	"fmt"
+	"unsafe"
 
 	llsys "github.com/landlock-lsm/go-landlock/landlock/syscall"
-	seccomp "github.com/seccomp/libseccomp-golang"
 	"golang.org/x/sys/unix"
 )
 
@@ -16,8 +16,6 @@ type SupportInfo struct {
 	// SeccompAvailable is true when seccomp filters with kill-process and
 	// TSYNC can be loaded.
 	SeccompAvailable bool
-	// SeccompAPI is libseccomp's API level for this kernel.
-	SeccompAPI uint
 	// Problems lists what is missing, one sentence each; empty when the
 	// full sandbox is available. The monitor refuses to start unless it is
 	// empty or the operator passed --insecure-no-sandbox.
@@ -47,16 +45,19 @@ func Support() SupportInfo {
 		s.Problems = append(s.Problems, "seccomp is not available in this kernel (CONFIG_SECCOMP_FILTER)")
 		return s
 	}
-	api, err := seccomp.GetAPI()
-	switch {
-	case err != nil:
-		s.Problems = append(s.Problems, fmt.Sprintf("libseccomp API level could not be read: %v", err))
-	case api < minSeccompAPI:
-		s.SeccompAPI = api
-		s.Problems = append(s.Problems, fmt.Sprintf("seccomp API level %d is too old: need %d (kill-process action and thread sync)", api, minSeccompAPI))
-	default:
-		s.SeccompAPI = api
-		s.SeccompAvailable = true
+	// The filter's default action (kill the process) and its errno rules
+	// must exist here (Linux 4.14+); TSYNC came before both.
+	for _, act := range []uint32{unix.SECCOMP_RET_KILL_PROCESS, unix.SECCOMP_RET_ERRNO} {
+		a := act
+		if _, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_GET_ACTION_AVAIL, 0, uintptr(unsafe.Pointer(&a))); errno != 0 {
+			s.Problems = append(s.Problems, fmt.Sprintf("this kernel's seccomp lacks the action %#x (needs Linux 4.14+): %v", act, errno))
+			return s
+		}
 	}
+	if _, err := filterProgram(); err != nil {
+		s.Problems = append(s.Problems, "the worker's seccomp filter: "+err.Error())
+		return s
+	}
+	s.SeccompAvailable = true
 	return s
 }

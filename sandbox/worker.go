@@ -13,9 +13,8 @@ import (
 
 // Descriptors a worker is started with.
 const (
-	jobFD    = 3 // unix SOCK_STREAM: job in, results out
-	rootsFD  = 4 // sealed memfd: TLS roots (DER, see roots.go), mapped read-only
-	filterFD = 5 // sealed memfd: the compiled seccomp filter (raw BPF, see filter.go)
+	jobFD   = 3 // unix SOCK_STREAM: job in, results out
+	rootsFD = 4 // sealed memfd: TLS roots (DER, see roots.go), mapped read-only
 )
 
 // Environment variables the monitor sets for a worker (the rest of the
@@ -38,7 +37,7 @@ const maxRootsBytes = 16 << 20
 
 // WorkerMain is the entry point of the "aivault-worker" applet. It refuses
 // to run (exit 2) unless descriptor 3 is a unix stream socket and
-// descriptors 4 and 5 sealed memfds, as handed over by the monitor. It then locks itself down, loads
+// descriptor 4 a sealed memfd, as handed over by the monitor. It then locks itself down, loads
 // the TLS roots, reports ready, serves exactly one job and exits.
 func WorkerMain() int {
 	if err := checkWorkerFDs(); err != nil {
@@ -62,17 +61,7 @@ func WorkerMain() int {
 	}
 	defer conn.Close()
 
-	prog, err := readSealed(filterFD, maxFilterInsns*8)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "aivault-worker: error: seccomp filter: %v\n", err)
-		return exitLockdown
-	}
-	insecure := os.Getenv(envInsecure) == "1"
-	if len(prog) == 0 && !insecure {
-		fmt.Fprintf(os.Stderr, "aivault-worker: error: the monitor sent no seccomp filter\n")
-		return exitLockdown
-	}
-	info, err := lockdown(insecure, parentPIDFromEnv(), prog)
+	info, err := lockdown(os.Getenv(envInsecure) == "1", parentPIDFromEnv())
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "aivault-worker: error: lockdown failed: %v\n", err)
 		return exitLockdown
@@ -139,9 +128,6 @@ func checkWorkerFDs() error {
 	if seals, err := unix.FcntlInt(rootsFD, unix.F_GET_SEALS, 0); err != nil || seals&rootsSeals != rootsSeals {
 		return errors.New("descriptor 4 is not the monitor's sealed roots memfd")
 	}
-	if seals, err := unix.FcntlInt(filterFD, unix.F_GET_SEALS, 0); err != nil || seals&rootsSeals != rootsSeals {
-		return errors.New("descriptor 5 is not the monitor's sealed filter memfd")
-	}
 	return nil
 }
 
@@ -162,30 +148,6 @@ func readRoots() (*rootSet, error) {
 		return nil, fmt.Errorf("map TLS roots: %w", err)
 	}
 	return newRootSet(der) // the mapping lives as long as the process
-}
-
-// readSealed reads a whole sealed memfd (at most limit bytes) and closes it.
-func readSealed(fd, limit int) ([]byte, error) {
-	defer unix.Close(fd)
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return nil, err
-	}
-	if st.Size < 0 || st.Size > int64(limit) {
-		return nil, fmt.Errorf("%d bytes (limit %d)", st.Size, limit)
-	}
-	buf := make([]byte, st.Size)
-	for off := 0; off < len(buf); {
-		n, err := unix.Pread(fd, buf[off:], int64(off))
-		if err != nil {
-			return nil, err
-		}
-		if n == 0 {
-			return nil, io.ErrUnexpectedEOF
-		}
-		off += n
-	}
-	return buf, nil
 }
 
 // wipeJob zeroes the secret-bearing parts of a job.
