@@ -100,11 +100,12 @@ type daemon struct {
 // request allocates, so with Go's default (GOGC=100) the collector ran
 // constantly (a sixth of the monitor's CPU per request under load). The
 // daemon lets the heap grow to 4x the live data instead, under a soft limit
-// that keeps its memory bounded whatever happens; GOGC and GOMEMLIMIT set
+// (28 MiB of Go memory, so that the daemon stays under 40 MB resident with
+// its code) that keeps it bounded under any load; GOGC and GOMEMLIMIT set
 // by the operator win.
 const (
 	daemonGCPercent   = 300
-	daemonMemoryLimit = 40 << 20
+	daemonMemoryLimit = 28 << 20
 )
 
 func tuneGC() {
