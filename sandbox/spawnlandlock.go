@@ -1,11 +1,9 @@
 package sandbox
 
 import (
-	"debug/elf"
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -25,8 +23,8 @@ import (
 //
 // The domain handles every file right the kernel knows and allows only
 // reading and executing the worker's own executable (execve needs both;
-// a dynamically linked build also gets its loader and the system library
-// directories, read-only), no
+// a cgo build, which may be dynamically linked, also gets the loader cache
+// and the system library directories, read-only), no
 // TCP bind or connect, and (ABI ≥ 6) no abstract unix sockets outside it.
 // Signals are not scoped: the Go runtime may preempt the monitor's other
 // threads from this one, and the worker's seccomp filter already allows
@@ -105,9 +103,10 @@ func restrictSpawnerThread(exe string) error {
 	if err := addReadExecRule(ruleset, fd, exe); err != nil {
 		return err
 	}
-	// A dynamically linked executable (go test binaries built with cgo; the
-	// product is static) also needs its loader and shared libraries.
-	for _, p := range dynamicLoaderPaths(exe) {
+	// A cgo build may be dynamically linked (go test binaries are; the
+	// product is pure Go, hence static) and then needs its loader and
+	// shared libraries (loaderPaths).
+	for _, p := range loaderPaths {
 		pfd, err := unix.Open(p, unix.O_PATH|unix.O_CLOEXEC, 0)
 		if err != nil {
 			continue // not on this system
@@ -135,29 +134,6 @@ func addReadExecRule(ruleset, fd int, name string) error {
 	rule := landlockPathBeneathAttr{allowedAccess: access, parentFD: int32(fd)}
 	if _, _, errno := unix.Syscall6(unix.SYS_LANDLOCK_ADD_RULE, uintptr(ruleset), unix.LANDLOCK_RULE_PATH_BENEATH, uintptr(unsafe.Pointer(&rule)), 0, 0, 0); errno != 0 {
 		return fmt.Errorf("landlock_add_rule(%s): %w", name, errno)
-	}
-	return nil
-}
-
-// dynamicLoaderPaths lists what the dynamic loader of exe reads: nothing
-// for a static executable; else its interpreter, the loader cache and the
-// system library directories.
-func dynamicLoaderPaths(exe string) []string {
-	f, err := elf.Open(exe)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	for _, p := range f.Progs {
-		if p.Type != elf.PT_INTERP {
-			continue
-		}
-		b := make([]byte, p.Filesz)
-		if _, err := p.ReadAt(b, 0); err != nil {
-			return nil
-		}
-		interp := strings.TrimRight(string(b), "\x00")
-		return []string{interp, "/etc/ld.so.cache", "/lib", "/lib64", "/usr/lib", "/usr/lib64"}
 	}
 	return nil
 }
