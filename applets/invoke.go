@@ -144,6 +144,16 @@ func (e *engine) invokeInner(ctx context.Context, p *peer, a invokeArgs, evp *au
 		return err
 	}
 
+	// The upstream connection (address checks, TCP connect) is made while
+	// the secrets are decrypted and the auth rendered: the request is
+	// allowed by now, and nothing is sent on the socket before the job.
+	timeout := defaultTimeout
+	if a.TimeoutMs > 0 {
+		timeout = min(time.Duration(a.TimeoutMs)*time.Millisecond, maxTimeout)
+	}
+	dial := e.dialAsync(ctx, host, timeout+5*time.Second)
+	defer dial.discard()
+
 	// Secrets: decrypted here, injected, and wiped when the job is sent.
 	k, err := e.getKey()
 	if err != nil {
@@ -181,10 +191,6 @@ func (e *engine) invokeInner(ctx context.Context, p *peer, a invokeArgs, evp *au
 	}()
 	ev.Path = policy.RedactTarget(out.Path, out.RawQuery, scrub)
 
-	timeout := defaultTimeout
-	if a.TimeoutMs > 0 {
-		timeout = min(time.Duration(a.TimeoutMs)*time.Millisecond, maxTimeout)
-	}
 	job := ipc.Job{
 		V: ipc.ProtocolVersion, ServerName: host, Method: out.Method, Target: joinQuery(out.Path, out.RawQuery),
 		Body: out.Body, Scrub: scrub, ResponseBlock: pol.ResponseBlock, MaxResponseBytes: pol.MaxResponseBodyBytes,
@@ -200,15 +206,59 @@ func (e *engine) invokeInner(ctx context.Context, p *peer, a invokeArgs, evp *au
 		}
 	}
 	ev.BytesOut = int64(len(out.Body))
-	return e.runJob(ctx, job, signer, ev, &res, emit)
+	return e.runJob(ctx, job, signer, ev, &res, emit, dial)
+}
+
+// pendingDial is an upstream connection being made in the background.
+type pendingDial struct {
+	done   chan struct{}
+	cancel context.CancelFunc
+	conn   *os.File
+	err    error
+	taken  bool
+}
+
+// dialAsync starts e.connect(host), bounded by limit, and returns at once.
+func (e *engine) dialAsync(ctx context.Context, host string, limit time.Duration) *pendingDial {
+	dctx, cancel := context.WithTimeout(ctx, limit)
+	d := &pendingDial{done: make(chan struct{}), cancel: cancel}
+	go func() {
+		defer close(d.done)
+		d.conn, d.err = e.connect(dctx, host)
+	}()
+	return d
+}
+
+// take waits for the connection; the caller then owns it.
+func (d *pendingDial) take() (*os.File, error) {
+	<-d.done
+	d.taken = true
+	d.cancel()
+	return d.conn, d.err
+}
+
+// discard abandons the connection unless it was taken: the dial is
+// cancelled and its socket closed in the background, so an early error
+// never waits for a slow upstream.
+func (d *pendingDial) discard() {
+	if d.taken {
+		return
+	}
+	d.cancel()
+	go func() {
+		<-d.done
+		if d.conn != nil {
+			_ = d.conn.Close()
+		}
+	}()
 }
 
 // runJob connects to the policy host (after the address check) and runs the
 // job in a worker, relaying its frames.
-func (e *engine) runJob(ctx context.Context, job ipc.Job, signer crypto.Signer, ev *audit.Event, res *ipc.Result, emit func(ipc.Result) error) error {
+func (e *engine) runJob(ctx context.Context, job ipc.Job, signer crypto.Signer, ev *audit.Event, res *ipc.Result, emit func(ipc.Result) error, dial *pendingDial) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(job.TimeoutMs)*time.Millisecond+5*time.Second)
 	defer cancel()
-	conn, err := e.connect(ctx, job.ServerName)
+	conn, err := dial.take()
 	if err != nil {
 		return err
 	}
