@@ -147,12 +147,24 @@ func (e *engine) invokeInner(ctx context.Context, p *peer, a invokeArgs, evp *au
 	// The upstream connection (address checks, TCP connect) is made while
 	// the secrets are decrypted and the auth rendered: the request is
 	// allowed by now, and nothing is sent on the socket before the job.
+	// With OAuth2 the token request comes first, as before (it looks the
+	// names up in that order).
 	timeout := defaultTimeout
 	if a.TimeoutMs > 0 {
 		timeout = min(time.Duration(a.TimeoutMs)*time.Millisecond, maxTimeout)
 	}
-	dial := e.dialAsync(ctx, host, timeout+5*time.Second)
-	defer dial.discard()
+	var dial *pendingDial
+	startDial := func() {
+		dial = e.dialAsync(ctx, host, timeout+5*time.Second)
+	}
+	defer func() {
+		if dial != nil {
+			dial.discard()
+		}
+	}()
+	if cred.Auth.OAuth2 == nil {
+		startDial()
+	}
 
 	// Secrets: decrypted here, injected, and wiped when the job is sent.
 	k, err := e.getKey()
@@ -178,6 +190,7 @@ func (e *engine) invokeInner(ctx context.Context, p *peer, a invokeArgs, evp *au
 			return err
 		}
 		values["access_token"] = tok
+		startDial()
 	}
 	out := checked.Outgoing(host)
 	scrub, err := policy.RenderAuth(cred.Auth, values, out, e.now())
