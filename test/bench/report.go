@@ -223,6 +223,13 @@ func (s *summary) markdown() string {
 			p.cpu.perReq(p.c32N, p.cpu.total()), p.cpu.perReq(p.c32N, p.cpu.client), p.cpu.perReq(p.c32N, p.cpu.proxy),
 			p.cpu.perReq(p.c32N, p.cpu.upstream), p.errors())
 	}
+	for _, p := range s.paths {
+		if p.skip == "" && p.cpu.workers > 0 {
+			fmt.Fprintf(&b, "\n%s: proxy CPU %.2f ms/req = monitor %.2f + workers %.2f.", p.name, p.cpu.perReq(p.c32N, p.cpu.proxy),
+				p.cpu.perReq(p.c32N, p.cpu.proxy-p.cpu.workers), p.cpu.perReq(p.c32N, p.cpu.workers))
+		}
+	}
+	b.WriteString("\n")
 	fmt.Fprintf(&b, "\nCPU per request is measured over the c%d run: client = the benchmark process (and the `aivault invoke`\n", s.conc)
 	b.WriteString("processes for cli), proxy = the daemon with its reaped workers, or nginx's master and workers,\n")
 	b.WriteString("upstream = the TLS server. Daemon peak RSS (VmHWM) over the whole run: ")
@@ -234,7 +241,8 @@ func (s *summary) markdown() string {
 	fmt.Fprintf(&b, "| added p50 ≤ 1.5 ms over direct | %.2f ms | %s |\n", added, yes(added <= 1.5))
 	fmt.Fprintf(&b, "| cli p50 ≤ 2× direct | %.1f× (%.2f ms) | %s |\n", c.p(50)/d.p(50), c.p(50), yes(c.p(50) <= 2*d.p(50)))
 	ratio := i.rps() / max(d.rps(), 1)
-	fmt.Fprintf(&b, "| invoke c%d ≥ 0.3× direct and ≥ 300 req/s | %.2f×, %.0f req/s | %s |\n", s.conc, ratio, i.rps(), yes(ratio >= 0.3 && i.rps() >= 300))
+	fmt.Fprintf(&b, "| invoke c%d ≥ 300 req/s | %.0f req/s | %s |\n", s.conc, i.rps(), yes(i.rps() >= 300))
+	fmt.Fprintf(&b, "| invoke c%d ≥ 0.3× direct | %.2f× | %s |\n", s.conc, ratio, yes(ratio >= 0.3))
 	fmt.Fprintf(&b, "| daemon RSS ≤ 40 MB | %.1f MB | %s |\n", s.daemonRSSMB, yes(s.daemonRSSMB <= 40))
 	fmt.Fprintf(&b, "| 0 errors | %d | %s |\n\n", s.errors(), yes(s.errors() == 0))
 	b.WriteString("![latency at concurrency 1](latency.png)\n\n```\n")
