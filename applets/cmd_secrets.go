@@ -7,6 +7,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -243,7 +244,11 @@ func newSecretsDeleteCmd() *cobra.Command {
 	return cmd
 }
 
-var dotenvLine = regexp.MustCompile(`^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.-]*)\s*=\s*(.*)$`)
+// dotenvLine is compiled on first use: package inits run in every process
+// (each worker, each CLI call), and only `import --env-file` needs it.
+var dotenvLine = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_.-]*)\s*=\s*(.*)$`)
+})
 
 // parseDotenv reads KEY=VALUE lines (comments, blank lines, export prefixes,
 // single/double quotes). Values are returned as bytes for wiping.
@@ -258,7 +263,7 @@ func parseDotenv(r io.Reader) ([]secretsCreateArgs, error) {
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		m := dotenvLine.FindStringSubmatch(line)
+		m := dotenvLine().FindStringSubmatch(line)
 		if m == nil {
 			return nil, fmt.Errorf("line %d is not KEY=VALUE", n)
 		}
