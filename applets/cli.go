@@ -127,7 +127,33 @@ func printJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-func newRootCmd() *cobra.Command {
+// newRootCmd builds the CLI. For the invoke commands (what agents run, once
+// per call) only they are attached: building every command and its flags
+// was a tenth of such a call's CPU. Anything else, help and completion
+// included, gets the whole tree.
+func newRootCmd(args ...string) *cobra.Command {
+	root := newBareRoot()
+	if len(args) > 0 && invokeCmdNames[args[0]] {
+		for _, c := range newInvokeCmds("") {
+			root.AddCommand(c)
+		}
+		return root
+	}
+	root.AddCommand(
+		newVersionCmd(), newInitCmd(), newStatusCmd(), newDoctorCmd(), newSecretsCmd(), newCredentialCmd(),
+		newCapabilityCmd(), newAccessCmd(), newAuditCmd(), newUnlockCmd(), newLockCmd(), newRotateMasterCmd(),
+		newRestartCmd(), newDaemonCmd(false), newSetupCmd(false), newInstallCmd(),
+	)
+	for _, c := range newInvokeCmds("") {
+		root.AddCommand(c)
+	}
+	return root
+}
+
+// invokeCmdNames are the names (and aliases) of the top-level invoke commands.
+var invokeCmdNames = map[string]bool{"invoke": true, "json": true, "markdown": true, "md": true}
+
+func newBareRoot() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "aivault",
 		Short: "A local secrets vault and policy-enforcing proxy for AI agents",
@@ -141,14 +167,6 @@ approved capabilities, without ever holding the keys.
 		Version: versionString(),
 	}
 	root.SetVersionTemplate("{{.Version}}\n")
-	root.AddCommand(
-		newVersionCmd(), newInitCmd(), newStatusCmd(), newDoctorCmd(), newSecretsCmd(), newCredentialCmd(),
-		newCapabilityCmd(), newAccessCmd(), newAuditCmd(), newUnlockCmd(), newLockCmd(), newRotateMasterCmd(),
-		newRestartCmd(), newDaemonCmd(false), newSetupCmd(false), newInstallCmd(),
-	)
-	for _, c := range newInvokeCmds("") {
-		root.AddCommand(c)
-	}
 	return root
 }
 

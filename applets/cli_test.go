@@ -3,6 +3,7 @@ package applets
 import (
 	"bytes"
 	"errors"
+	"github.com/spf13/cobra"
 	"strings"
 	"testing"
 
@@ -144,5 +145,28 @@ func TestEnvMode(t *testing.T) {
 	t.Setenv("AIVAULTD_TEST_MODE", "rw")
 	if _, err := envMode("AIVAULTD_TEST_MODE", 0o600); err == nil {
 		t.Error("envMode accepted a non-octal mode")
+	}
+}
+
+// TestInvokeTreeMatchesFullTree: the trimmed tree built for the invoke
+// commands says exactly what the full tree says about them.
+func TestInvokeTreeMatchesFullTree(t *testing.T) {
+	for _, args := range [][]string{
+		{"invoke", "--help"}, {"json", "--help"}, {"markdown", "--help"}, {"md", "--help"},
+		{"invoke", "--no-such-flag"}, {"invoke", "a", "b"}, {"json", "--method"},
+	} {
+		run := func(root *cobra.Command) (int, string, string) {
+			var out, errb bytes.Buffer
+			code := execute(root, args, &out, &errb)
+			return code, out.String(), errb.String()
+		}
+		c1, o1, e1 := run(newRootCmd(args...))
+		c2, o2, e2 := run(newRootCmd())
+		if c1 != c2 || o1 != o2 || e1 != e2 {
+			t.Errorf("%v: trimmed tree (exit %d)\n%s%s\nfull tree (exit %d)\n%s%s", args, c1, o1, e1, c2, o2, e2)
+		}
+		if o1 == "" && e1 == "" {
+			t.Errorf("%v printed nothing", args)
+		}
 	}
 }

@@ -42,7 +42,7 @@ func Main(name string, args []string) int {
 	case "setup", "aivault-setup":
 		root = newSetupCmd(true)
 	default:
-		root = newRootCmd()
+		root = newRootCmd(args...)
 	}
 	return execute(root, args, os.Stdout, os.Stderr)
 }
