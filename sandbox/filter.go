@@ -38,19 +38,32 @@ const bpfJeqK = unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K
 const maxFilterInsns = 4096
 
 // filterProgram returns the embedded program for this architecture after
-// checking that it carries the pid placeholder.
+// checking that it carries the pid placeholder (Support runs this once;
+// a worker's loadSeccomp does the same check on its own copy).
 func filterProgram() ([]byte, error) {
+	_, err := filterFor(FilterPIDPlaceholder)
+	if err != nil {
+		return nil, err
+	}
+	return embeddedFilter, nil
+}
+
+// filterFor decodes the embedded program with pid in place of the
+// placeholder. kill and tgkill compare their first argument with the pid
+// (their identical tails share one comparison in the compiled program), so
+// a program without the placeholder is refused.
+func filterFor(pid int) ([]unix.SockFilter, error) {
 	if len(embeddedFilter) == 0 {
 		return nil, fmt.Errorf("no seccomp filter was built for %s", runtime.GOARCH)
 	}
-	// kill and tgkill compare their first argument with the pid (their
-	// identical tails share one comparison in the compiled program).
-	if _, n, err := instantiateFilter(embeddedFilter, FilterPIDPlaceholder); err != nil {
+	insns, n, err := instantiateFilter(embeddedFilter, pid)
+	if err != nil {
 		return nil, err
-	} else if n == 0 {
+	}
+	if n == 0 {
 		return nil, errors.New("the embedded seccomp filter never compares the pid")
 	}
-	return embeddedFilter, nil
+	return insns, nil
 }
 
 // instantiateFilter decodes prog and puts pid where the placeholder is; it
@@ -93,16 +106,9 @@ func loadFilterBPF(insns []unix.SockFilter) error {
 
 // loadSeccomp loads the worker filter for this process on every thread.
 func loadSeccomp() error {
-	prog, err := filterProgram()
+	insns, err := filterFor(os.Getpid())
 	if err != nil {
 		return err
-	}
-	insns, n, err := instantiateFilter(prog, os.Getpid())
-	if err != nil {
-		return err
-	}
-	if n == 0 {
-		return errors.New("the seccomp program never compares the pid")
 	}
 	return loadFilterBPF(insns)
 }

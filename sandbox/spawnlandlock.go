@@ -6,6 +6,7 @@ import (
 	"os"
 	"unsafe"
 
+	llsys "github.com/landlock-lsm/go-landlock/landlock/syscall"
 	"golang.org/x/sys/unix"
 )
 
@@ -67,20 +68,11 @@ func workerRuleset(abi int) landlockRulesetAttr {
 	return a
 }
 
-// landlockABI returns the kernel's Landlock ABI version.
-func landlockABI() (int, error) {
-	r, _, errno := unix.Syscall(unix.SYS_LANDLOCK_CREATE_RULESET, 0, 0, unix.LANDLOCK_CREATE_RULESET_VERSION)
-	if errno != 0 {
-		return 0, errno
-	}
-	return int(r), nil
-}
-
 // restrictSpawnerThread puts the calling (locked) thread in a worker domain
 // that may only read and execute exe. no_new_privs must already be set on
 // the thread.
 func restrictSpawnerThread(exe string) error {
-	abi, err := landlockABI()
+	abi, err := llsys.LandlockGetABIVersion()
 	if err != nil {
 		return fmt.Errorf("landlock is not available: %w", err)
 	}
